@@ -1,0 +1,61 @@
+"""Shared timing helpers: interleaved repetitions, medians, allocator note."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+ALLOCATOR_VARS = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+
+
+def allocator_note() -> str:
+  tuned = {k: os.environ.get(k) for k in ALLOCATOR_VARS}
+  if all(tuned.values()):
+    return "allocator tuned: " + " ".join(f"{k}={v}" for k, v in tuned.items())
+  return ("allocator NOT tuned (set MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 "
+          "MALLOC_TRIM_THRESHOLD_=100000000000 for stable timings)")
+
+
+def block(out):
+  return jax.tree_util.tree_map(
+      lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a, out
+  )
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+  """Runs each variant once per round, ``repeats`` rounds; median seconds per variant."""
+  for fn in fns.values():
+    block(fn())
+  times: dict[str, list[float]] = {k: [] for k in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      t0 = time.perf_counter()
+      block(fn())
+      times[name].append(time.perf_counter() - t0)
+  return {k: statistics.median(v) for k, v in times.items()}
+
+
+def copy_bandwidth(nbytes: int, repeats: int = 7) -> float:
+  """Measured memory-copy bandwidth in bytes/s (read + write counted)."""
+  src = np.ones(nbytes // 4, np.float32)
+  dst = np.empty_like(src)
+  best = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    np.copyto(dst, src)
+    best.append(time.perf_counter() - t0)
+  return 2 * nbytes / statistics.median(best)
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+  widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+  line = " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+  print(line)
+  print("-+-".join("-" * w for w in widths))
+  for r in rows:
+    print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))

@@ -1,0 +1,71 @@
+"""The one numerically careful logsumexp, and log_softmax built on it."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxnll import _validation as v
+
+
+def logsumexp(x: jax.Array, axis: int, where: jax.Array | None = None) -> jax.Array:
+  """``log(sum(exp(x), axis, keepdims=True))``, stable and NaN-free.
+
+  The max is shifted out under ``stop_gradient`` (it cancels exactly), an
+  all ``-inf`` or fully masked row gives ``-inf`` rather than ``inf - inf``,
+  and the log of an empty sum is never differentiated, so such rows get zero
+  gradients instead of NaN.
+  """
+  if where is not None:
+    x = jnp.where(where, x, -jnp.inf)
+  m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
+  m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+  s = jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True)
+  nonempty = s > 0
+  safe_log = jnp.log(jnp.where(nonempty, s, jnp.ones_like(s)))
+  return jnp.where(nonempty, safe_log + m, jnp.full_like(s, -jnp.inf))
+
+
+def log_softmax(
+    x: jax.typing.ArrayLike,
+    axis: int = -1,
+    where: jax.typing.ArrayLike | None = None,
+) -> jax.Array:
+  r"""Log-softmax over ``axis``, computed in float32 or wider.
+
+  .. math::
+    \mathrm{log\_softmax}(x)_i = x_i - \log \sum_j \exp(x_j)
+
+  Args:
+    x: floating logits of any shape.
+    axis: the class axis.
+    where: optional boolean mask broadcastable to ``x``; masked entries are
+      left out of the normalizer and come out as ``-inf``. A fully masked (or
+      all ``-inf``) row gives ``-inf`` everywhere, never NaN, and zero
+      gradients.
+
+  Returns:
+    An array of ``x``'s shape and dtype (the arithmetic runs in
+    ``promote_types(x.dtype, float32)`` and is rounded back once).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxnll
+    >>> jaxnll.log_softmax(jnp.array([-jnp.inf, 0.0, 0.0]))
+    Array([      -inf, -0.6931472, -0.6931472], dtype=float32)
+  """
+  arr = v.as_array("x", x)
+  v.check_floating("x", arr)
+  if arr.ndim == 0:
+    raise ValueError("`x` must have at least one dimension, got a scalar.")
+  ax = v.canonical_axis(axis, arr.ndim)
+  mask = None
+  if where is not None:
+    mask = v.check_where(where, arr.shape)
+  xf = arr.astype(v.compute_dtype(arr.dtype))
+  lse = logsumexp(xf, ax, mask)
+  # A fully masked row has lse = -inf; subtracting it would give +inf.
+  out = jnp.where(jnp.isneginf(lse), jnp.full_like(xf, -jnp.inf), xf - lse)
+  if mask is not None:
+    out = jnp.where(mask, out, jnp.full_like(out, -jnp.inf))
+  return out.astype(arr.dtype)

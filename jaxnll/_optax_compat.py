@@ -1,0 +1,183 @@
+"""Drop-in replacements for ``optax.losses``' softmax cross-entropies.
+
+Same arguments and per-example outputs as optax (tuple ``axis``, a ``where``
+that masks classes when it has the logits' rank and examples otherwise,
+differentiable in soft labels), computed by jaxnll's kernels, with jaxnll's
+options as extra keyword-only arguments.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxnll import _validation as v
+from jaxnll._targets import check_targets
+from jaxnll._xent_kernel import class_index_loss, probability_loss
+
+Axis = int | tuple[int, ...] | None
+
+
+def _classes_last(
+    logits: jax.Array, axis: Axis, *others: jax.Array | None
+) -> tuple[jax.Array, tuple[jax.Array | None, ...]]:
+  """Moves the class axes last and flattens them into one, as optax does."""
+  axes = tuple(range(logits.ndim)) if axis is None else v.canonical_axes(axis, logits.ndim)
+  batch = tuple(a for a in range(logits.ndim) if a not in axes)
+  perm = batch + axes
+  shape = tuple(logits.shape[a] for a in batch) + (-1,)
+
+  def move(a: jax.Array | None) -> jax.Array | None:
+    return None if a is None else a.transpose(perm).reshape(shape)
+
+  return move(logits), tuple(move(a) for a in others)  # type: ignore[return-value]
+
+
+def _class_mask(
+    where: jax.typing.ArrayLike | None, logits: jax.Array, axis: Axis
+) -> jax.Array | None:
+  """optax's ``where``: the logits' shape, or the example shape expanded at ``axis``."""
+  if where is None:
+    return None
+  mask = v.as_array("where", where)
+  if mask.ndim != logits.ndim:
+    expand = tuple(range(logits.ndim)) if axis is None else v.canonical_axes(axis, logits.ndim)
+    try:
+      mask = jnp.expand_dims(mask, expand)
+    except ValueError:
+      raise ValueError(
+          f"`where` of shape {mask.shape} fits neither the logits' shape "
+          f"{logits.shape} nor their example shape."
+      ) from None
+  return v.check_where(mask, logits.shape)
+
+
+def _masked_logits(x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+  """Logits with masked classes at -inf, and which rows keep any class."""
+  if mask is None:
+    return x, jnp.ones(x.shape[:-1], bool)
+  return jnp.where(mask, x, jnp.full((), -jnp.inf, x.dtype)), jnp.any(mask, axis=-1)
+
+
+def _weight(weight: jax.typing.ArrayLike | None, x: jax.Array) -> jax.Array:
+  w = v.check_weight(weight, x.shape[-1])
+  return jnp.ones((x.shape[-1],), v.compute_dtype(x.dtype)) if w is None else w
+
+
+def softmax_cross_entropy(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: Axis = -1,
+    where: jax.typing.ArrayLike | None = None,
+    *,
+    weight: jax.typing.ArrayLike | None = None,
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+  r"""``optax.losses.softmax_cross_entropy`` with class weights and label smoothing.
+
+  .. math::
+    \ell = -\sum_c w_c\, t'_c\, \mathrm{log\_softmax}(x)_c, \qquad
+    t' = (1 - \varepsilon)\, t + \varepsilon / C
+
+  Args:
+    logits: floating logits.
+    labels: class probabilities of the logits' shape; differentiable.
+    axis: class axis or axes (a tuple is flattened into one class axis).
+    where: the logits' shape (masks classes) or the example shape (masks
+      examples); fully masked examples give 0.
+    weight: optional class weights, one per (flattened) class.
+    label_smoothing: :math:`\varepsilon \in [0, 1]`.
+
+  Returns:
+    Per-example losses, the logits' shape without the class axes, in
+    ``promote_types(logits.dtype, float32)``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxnll import losses
+    >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
+    >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    >>> losses.softmax_cross_entropy(logits, labels)
+    Array([0.27612972, 2.951799  ], dtype=float32)
+  """
+  x = v.as_array("logits", logits)
+  v.check_floating("logits", x)
+  t = v.as_array("labels", labels)
+  if t.shape != x.shape:
+    raise ValueError(f"`labels` must have the logits' shape {x.shape}, got {t.shape}.")
+  if not jnp.issubdtype(t.dtype, jnp.floating):
+    t = t.astype(v.compute_dtype(x.dtype))
+  eps = v.check_label_smoothing(label_smoothing)
+  mask = _class_mask(where, x, axis)
+  x, (t_moved, mask) = _classes_last(x, axis, t, mask)
+  assert t_moved is not None
+  t = t_moved
+  x, counted = _masked_logits(x, mask)
+  if mask is not None:
+    t = jnp.where(mask, t, jnp.zeros((), t.dtype))
+  return probability_loss(x, t, _weight(weight, x), counted, x.ndim - 1, eps, 0.0)
+
+
+def softmax_cross_entropy_with_integer_labels(
+    logits: jax.typing.ArrayLike,
+    labels: jax.typing.ArrayLike,
+    axis: int | tuple[int, ...] = -1,
+    where: jax.typing.ArrayLike | None = None,
+    *,
+    weight: jax.typing.ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+  r"""``optax.losses.softmax_cross_entropy_with_integer_labels`` with torch's options.
+
+  .. math::
+    \ell = (1-\varepsilon)\, w_y (\mathrm{lse}(x) - x_y)
+      + \tfrac{\varepsilon}{C} \sum_c w_c (\mathrm{lse}(x) - x_c)
+
+  Args:
+    logits: floating logits.
+    labels: integer labels, the logits' shape without the class axes; with a
+      tuple ``axis`` a label is a flat index into those axes.
+    axis: class axis or axes.
+    where: the logits' shape (masks classes) or the example shape (masks
+      examples); masked examples give 0.
+    weight: optional class weights (per-example, unnormalized: this returns
+      per-example losses, so no weighted mean is taken).
+    ignore_index: labels equal to it give 0. ``None`` (default) ignores none.
+    label_smoothing: :math:`\varepsilon \in [0, 1]`.
+
+  Returns:
+    Per-example losses, the labels' shape, in ``promote_types(logits.dtype, float32)``.
+
+  Raises:
+    TypeError: for non-integer labels.
+    IndexError: for concrete labels outside ``[0, C)`` (optax silently wraps
+      -1 and returns NaN for others); traced ones give NaN loss and gradient.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> from jaxnll import losses
+    >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
+    >>> losses.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 1]))
+    Array([0.27612972, 2.951799  ], dtype=float32)
+  """
+  x = v.as_array("logits", logits)
+  v.check_floating("logits", x)
+  y = v.as_array("labels", labels)
+  v.check_integer("labels", y)
+  if not isinstance(axis, (int, tuple)) or isinstance(axis, bool):
+    raise TypeError(f"`axis` must be an int or a tuple of ints, got {axis!r}.")
+  ii = v.check_ignore_index(ignore_index, allow_none=True)
+  eps = v.check_label_smoothing(label_smoothing)
+  mask = _class_mask(where, x, axis)
+  x, (mask,) = _classes_last(x, axis, mask)
+  if y.shape != x.shape[:-1]:
+    raise ValueError(
+        f"`labels` must have the logits' shape without the class axes, "
+        f"{x.shape[:-1]}, got {y.shape}."
+    )
+  x, counted = _masked_logits(x, mask)
+  if ii is not None:
+    counted = counted & (y != ii)
+  check_targets(y, x.shape[-1], counted, labels, where)
+  return class_index_loss(x, y, _weight(weight, x), counted, x.ndim - 1, eps, 0.0, True)

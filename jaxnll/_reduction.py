@@ -1,0 +1,59 @@
+"""The one weighted reduction every loss goes through.
+
+A loss is described by two arrays of the targets' shape: ``per_element``
+(already zero where an element is ignored or masked) and ``normalizer``, each
+element's share of the mean's denominator (``weight[target]`` for class
+indices, 1 for probability targets, 0 when ignored). Every reduction, and the
+``(loss_sum, normalizer)`` pair used for gradient accumulation, derives from
+those two sums, so a weighted mean is computed in exactly one way.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+Reduction = Literal["none", "mean", "sum", "safe_mean"]
+
+
+def sum_and_normalizer(
+    per_element: jax.Array, normalizer: jax.Array, reduction: str
+) -> tuple[jax.Array, jax.Array]:
+  """``(loss_sum, normalizer_sum)`` with ``reduce(...) == loss_sum / normalizer_sum``.
+
+  For ``'sum'`` the normalizer is 1. Summing both parts over micro-batches
+  (or devices) and dividing once gives exactly the full-batch loss.
+  """
+  total = jnp.sum(per_element)
+  if reduction == "sum":
+    return total, jnp.ones_like(total)
+  if reduction in ("mean", "safe_mean"):
+    return total, jnp.sum(normalizer).astype(total.dtype)
+  raise ValueError(
+      f"`reduction` must be 'mean', 'safe_mean' or 'sum' to split a loss into "
+      f"(loss_sum, normalizer), got {reduction!r}."
+  )
+
+
+def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool) -> jax.Array:
+  """``loss_sum / normalizer``; with ``safe``, 0 (and zero gradient) when it is 0."""
+  if not safe:
+    return loss_sum / normalizer
+  nonzero = normalizer != 0
+  return jnp.where(
+      nonzero,
+      loss_sum / jnp.where(nonzero, normalizer, jnp.ones_like(normalizer)),
+      jnp.zeros_like(loss_sum),
+  )
+
+
+def reduce(per_element: jax.Array, normalizer: jax.Array, reduction: str) -> jax.Array:
+  """Applies ``reduction`` ('none' | 'mean' | 'sum' | 'safe_mean')."""
+  if reduction == "none":
+    return per_element
+  total, denom = sum_and_normalizer(per_element, normalizer, reduction)
+  if reduction == "sum":
+    return total
+  return divide(total, denom, safe=reduction == "safe_mean")

@@ -1,0 +1,165 @@
+"""Argument checks shared by every front door.
+
+All checks run at trace time on static information (shapes, dtypes, Python
+values), so a bad call fails before anything is compiled, with a message that
+names the argument, what was received and what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REDUCTIONS = ("none", "mean", "sum", "safe_mean")
+
+
+def as_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
+  """Converts ``value`` to a JAX array, naming ``name`` if that fails."""
+  if isinstance(value, jax.Array):
+    return value
+  try:
+    return jnp.asarray(value)
+  except (TypeError, ValueError) as e:
+    raise TypeError(
+        f"`{name}` must be an array, got {type(value).__name__}: {e}"
+    ) from None
+
+
+def check_floating(name: str, x: jax.Array) -> None:
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    raise TypeError(
+        f"`{name}` must have a floating dtype, got {x.dtype} instead."
+    )
+
+
+def check_integer(name: str, x: jax.Array, why: str = "") -> None:
+  if not jnp.issubdtype(x.dtype, jnp.integer):
+    raise TypeError(
+        f"`{name}` must have an integer dtype{why}, got {x.dtype} instead."
+    )
+
+
+def compute_dtype(dtype: jax.typing.DTypeLike) -> np.dtype:
+  """The dtype losses are computed and returned in: float32 or wider."""
+  dt = np.dtype(dtype)
+  return dt if dt.itemsize >= 4 else np.dtype(np.float32)
+
+
+def canonical_axis(axis: object, ndim: int, name: str = "axis") -> int:
+  if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+    raise TypeError(f"`{name}` must be an int, got {axis!r}.")
+  if not -ndim <= int(axis) < ndim:
+    raise ValueError(
+        f"`{name}`={axis} is out of range for an input of {ndim} "
+        f"dimension(s); expected an int in [{-ndim}, {ndim - 1}]."
+    )
+  return int(axis) % ndim
+
+
+def canonical_axes(axis: object, ndim: int) -> tuple[int, ...]:
+  """An int or a non-empty tuple of distinct ints, made non-negative."""
+  if isinstance(axis, Sequence) and not isinstance(axis, str):
+    axes = tuple(canonical_axis(a, ndim) for a in axis)
+    if not axes or len(set(axes)) != len(axes):
+      raise ValueError(
+          f"`axis` must name distinct axes, got {tuple(axis)!r}."
+      )
+    return axes
+  return (canonical_axis(axis, ndim),)
+
+
+def check_reduction(reduction: object) -> str:
+  if reduction not in REDUCTIONS:
+    raise ValueError(
+        f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}."
+    )
+  return str(reduction)
+
+
+def _static_float(name: str, value: object) -> float:
+  if isinstance(value, jax.core.Tracer):
+    raise TypeError(
+        f"`{name}` must be a Python float known at trace time, got a traced "
+        f"value {value}; pass it as a static argument."
+    )
+  try:
+    result = float(value)  # type: ignore[arg-type]
+  except (TypeError, ValueError):
+    raise TypeError(f"`{name}` must be a float, got {value!r}.") from None
+  if np.ndim(value) != 0:  # type: ignore[arg-type]
+    raise TypeError(f"`{name}` must be a scalar, got {value!r}.")
+  return result
+
+
+def check_label_smoothing(value: object) -> float:
+  eps = _static_float("label_smoothing", value)
+  if not 0.0 <= eps <= 1.0:
+    raise ValueError(
+        f"`label_smoothing` must be in [0, 1], got {value!r}."
+    )
+  return eps
+
+
+def check_z_loss(value: object) -> float:
+  z = _static_float("z_loss", value)
+  if not (z >= 0.0 and np.isfinite(z)):
+    raise ValueError(f"`z_loss` must be finite and >= 0, got {value!r}.")
+  return z
+
+
+def check_softcap(value: object) -> float | None:
+  if value is None:
+    return None
+  cap = _static_float("softcap", value)
+  if not (cap > 0.0 and np.isfinite(cap)):
+    raise ValueError(
+        f"`softcap` must be None or a finite float > 0, got {value!r}."
+    )
+  return cap
+
+
+def check_ignore_index(value: object, allow_none: bool = False) -> int | None:
+  if value is None and allow_none:
+    return None
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f"`ignore_index` must be an int, got {value!r}.")
+  return int(value)
+
+
+def check_weight(weight: object, num_classes: int) -> jax.Array | None:
+  if weight is None:
+    return None
+  w = as_array("weight", weight)  # type: ignore[arg-type]
+  if not jnp.issubdtype(w.dtype, jnp.floating):
+    raise TypeError(
+        f"`weight` must have a floating dtype, got {w.dtype} instead."
+    )
+  if w.shape != (num_classes,):
+    raise ValueError(
+        f"`weight` must have shape ({num_classes},) (one entry per class), "
+        f"got shape {w.shape}."
+    )
+  return w
+
+
+def check_where(where: object, shape: tuple[int, ...]) -> jax.Array | None:
+  """A boolean mask broadcastable to ``shape``, broadcast to it."""
+  if where is None:
+    return None
+  mask = as_array("where", where)  # type: ignore[arg-type]
+  if mask.dtype != jnp.bool_:
+    raise TypeError(f"`where` must be a boolean array, got {mask.dtype}.")
+  try:
+    fits = np.broadcast_shapes(mask.shape, shape) == tuple(shape)
+  except ValueError:
+    fits = False
+  if not fits:
+    raise ValueError(
+        f"`where` of shape {mask.shape} does not broadcast to the targets' "
+        f"shape {tuple(shape)}."
+    )
+  return jnp.broadcast_to(mask, shape)
