@@ -1,6 +1,7 @@
 """PyTorch-exact negative log-likelihood and cross-entropy losses for JAX."""
 
 from jaxnll import losses as losses
+from jaxnll import training as training
 from jaxnll._cross_entropy import cross_entropy as cross_entropy
 from jaxnll._cross_entropy import nll_loss as nll_loss
 from jaxnll._log_softmax import log_softmax as log_softmax
@@ -20,4 +21,5 @@ __all__ = [
     "log_softmax",
     "losses",
     "nll_loss",
+    "training",
 ]

@@ -1,0 +1,239 @@
+"""Training-step helpers for optax loops, built on the loss objects' ``terms``.
+
+A batch is a mapping with ``"inputs"``, ``"targets"`` and optionally
+``"where"`` (a boolean mask over the targets, e.g. padding). Every metric is
+carried as additive sums (``loss_sum``, ``normalizer``, ``correct``,
+``count``) so micro-batches, devices and evaluation batches combine exactly;
+:func:`finalize_metrics` turns sums into ``loss`` and ``accuracy``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxnll import _reduction
+from jaxnll._cross_entropy import cross_entropy, nll_loss
+from jaxnll._loss_objects import CrossEntropyLoss, NLLLoss
+
+LossLike = CrossEntropyLoss | NLLLoss | Callable[..., jax.Array]
+Batch = Mapping[str, Any]
+Metrics = dict[str, jax.Array]
+
+_OBJECT_FOR = {cross_entropy: CrossEntropyLoss, nll_loss: NLLLoss}
+
+
+def as_loss_object(loss: LossLike) -> CrossEntropyLoss | NLLLoss:
+  """A loss object for ``loss``: an object, ``jaxnll.cross_entropy`` /
+  ``jaxnll.nll_loss``, or a ``functools.partial`` of them with options."""
+  if isinstance(loss, (CrossEntropyLoss, NLLLoss)):
+    return loss
+  kwargs: dict[str, Any] = {}
+  fn = loss
+  if isinstance(loss, functools.partial):
+    if loss.args:
+      raise TypeError(f"`loss` must bind options by keyword, got positional {loss.args!r}.")
+    fn, kwargs = loss.func, dict(loss.keywords)
+  cls = _OBJECT_FOR.get(fn)  # type: ignore[call-overload]
+  if cls is None:
+    raise TypeError(
+        "`loss` must be jaxnll.CrossEntropyLoss / NLLLoss, jaxnll.cross_entropy / "
+        f"nll_loss, or a functools.partial of them; got {loss!r}."
+    )
+  if "where" in kwargs:
+    raise TypeError("`loss` must not bind `where`; put it in the batch as batch['where'].")
+  return cls(**kwargs)
+
+
+def _counted(loss: CrossEntropyLoss | NLLLoss, targets: jax.Array, where: jax.Array | None,
+             shape: tuple[int, ...]) -> jax.Array:
+  if jnp.issubdtype(targets.dtype, jnp.integer):
+    mask = targets != loss.ignore_index
+  else:
+    mask = jnp.ones(shape, bool)
+  return mask if where is None else mask & jnp.broadcast_to(where, shape)
+
+
+def loss_and_metrics(outputs: jax.Array, batch: Batch, loss: LossLike) -> tuple[jax.Array, Metrics]:
+  """The reduced loss of ``outputs`` against ``batch``, and additive metric sums.
+
+  Returns:
+    ``(loss, metrics)``: ``loss`` is what the loss object returns for the
+    batch; ``metrics`` holds scalars ``loss_sum`` and ``normalizer`` (the
+    loss is their ratio for mean reductions), ``correct`` (argmax hits among
+    counted targets) and ``count`` (counted targets), all excluding ignored and
+    masked targets. Use with ``jax.value_and_grad(..., has_aux=True)`` or
+    ``nnx.value_and_grad``.
+  """
+  obj = as_loss_object(loss)
+  if obj.reduction == "none":
+    raise ValueError("`loss` must reduce ('mean', 'safe_mean' or 'sum') to train on it.")
+  targets = jnp.asarray(batch["targets"])
+  where = batch.get("where")
+  terms = obj.terms(outputs, targets, where=where)
+  loss_sum, normalizer = _reduction.sum_and_normalizer(*terms, obj.reduction)
+  value = finalize_loss(loss_sum, normalizer, obj.reduction)
+  axis = obj.axis % outputs.ndim
+  predicted = jnp.argmax(outputs, axis=axis)
+  labels = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, axis=axis)
+  counted = _counted(obj, targets, where, predicted.shape)
+  metrics = {
+      "loss_sum": loss_sum,
+      "normalizer": normalizer,
+      "correct": jnp.sum(counted & (predicted == labels)).astype(jnp.float32),
+      "count": jnp.sum(counted).astype(jnp.float32),
+  }
+  return value, metrics
+
+
+def finalize_loss(loss_sum: jax.Array, normalizer: jax.Array, reduction: str) -> jax.Array:
+  """The reduced loss from (possibly accumulated) ``loss_sum`` and ``normalizer``."""
+  if reduction == "sum":
+    return loss_sum
+  return _reduction.divide(loss_sum, normalizer, safe=reduction == "safe_mean")
+
+
+def merge_metrics(*metrics: Any) -> Any:
+  """Adds metric sums from several batches (or micro-batches)."""
+  return jax.tree_util.tree_map(lambda *xs: sum(xs[1:], xs[0]), *metrics)
+
+
+def finalize_metrics(metrics: Metrics, loss: LossLike) -> dict[str, float]:
+  """``loss``, ``accuracy`` and ``count`` from summed metrics, as Python floats."""
+  obj = as_loss_object(loss)
+  count = float(metrics["count"])
+  return {
+      "loss": float(finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction)),
+      "accuracy": float(metrics["correct"]) / count if count else float("nan"),
+      "count": count,
+  }
+
+
+def make_loss_fn(
+    apply_fn: Callable[[Any, Any], jax.Array], loss: LossLike
+) -> Callable[[Any, Batch], tuple[jax.Array, Metrics]]:
+  """``loss_fn(params, batch) -> (loss, metrics)`` for ``jax.value_and_grad(..., has_aux=True)``.
+
+  Args:
+    apply_fn: ``apply_fn(params, inputs) -> outputs`` (logits, or log-probs
+      for ``NLLLoss``); e.g. ``lambda p, x: model.apply({"params": p}, x)``
+      for Linen, ``lambda p, x: net.apply(p, None, x)`` for Haiku.
+    loss: a loss object, ``jaxnll.cross_entropy`` / ``nll_loss`` or a
+      ``functools.partial`` of them.
+  """
+  obj = as_loss_object(loss)
+
+  def loss_fn(params: Any, batch: Batch) -> tuple[jax.Array, Metrics]:
+    return loss_and_metrics(apply_fn(params, batch["inputs"]), batch, obj)
+
+  return loss_fn
+
+
+def _split(batch: Batch, steps: int) -> Batch:
+  def split(a: Any) -> Any:
+    a = jnp.asarray(a)
+    if a.shape[0] % steps:
+      raise ValueError(
+          f"batch size {a.shape[0]} is not divisible by accumulation_steps={steps}."
+      )
+    return a.reshape(steps, a.shape[0] // steps, *a.shape[1:])
+
+  return {k: split(v) for k, v in batch.items()}
+
+
+def make_grad_fn(
+    apply_fn: Callable[[Any, Any], jax.Array], loss: LossLike, *, accumulation_steps: int = 1
+) -> Callable[[Any, Batch], tuple[jax.Array, Any, Metrics]]:
+  """``grad_fn(params, batch) -> (loss, grads, metrics)`` of the full-batch loss.
+
+  With ``accumulation_steps > 1`` the batch is split into that many
+  micro-batches along its leading axis, processed one at a time with
+  ``lax.scan``; gradients of each micro-batch's ``loss_sum`` and the
+  normalizers are summed and divided once, so the result equals the
+  full-batch weighted mean exactly (a mean of per-micro-batch means does not
+  when weights, ``ignore_index`` or padding make the normalizers differ).
+  """
+  obj = as_loss_object(loss)
+  loss_fn = make_loss_fn(apply_fn, obj)
+  if accumulation_steps < 1:
+    raise ValueError(f"`accumulation_steps` must be >= 1, got {accumulation_steps}.")
+
+  def sum_fn(params: Any, batch: Batch) -> tuple[jax.Array, Metrics]:
+    _, metrics = loss_fn(params, batch)
+    return metrics["loss_sum"], metrics
+
+  def grad_fn(params: Any, batch: Batch) -> tuple[jax.Array, Any, Metrics]:
+    if accumulation_steps == 1:
+      (_, metrics), grads = jax.value_and_grad(sum_fn, has_aux=True)(params, batch)
+    else:
+      micro = _split(batch, accumulation_steps)
+
+      def body(carry, mb):
+        (_, m), g = jax.value_and_grad(sum_fn, has_aux=True)(params, mb)
+        return merge_metrics(carry, (g, m)), None
+
+      zero_g = jax.tree_util.tree_map(jnp.zeros_like, params)
+      first = jax.tree_util.tree_map(lambda a: a[0], micro)
+      zero_m = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(sum_fn, params, first)[1])
+      (grads, metrics), _ = jax.lax.scan(body, (zero_g, zero_m), micro)
+    scale = finalize_loss(jnp.ones_like(metrics["normalizer"]), metrics["normalizer"], obj.reduction)
+    grads = jax.tree_util.tree_map(lambda g: g * scale.astype(g.dtype), grads)
+    value = finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction)
+    return value, grads, metrics
+
+  return grad_fn
+
+
+def make_train_step(
+    apply_fn: Callable[[Any, Any], jax.Array],
+    loss: LossLike,
+    optimizer: Any,
+    *,
+    accumulation_steps: int = 1,
+    jit: bool = True,
+) -> Callable[[Any, Any, Batch], tuple[Any, Any, Metrics]]:
+  """``train_step(params, opt_state, batch) -> (params, opt_state, metrics)``.
+
+  Args:
+    apply_fn: ``apply_fn(params, inputs) -> outputs``.
+    loss: a loss object or function (see :func:`make_loss_fn`).
+    optimizer: any ``optax.GradientTransformation``.
+    accumulation_steps: micro-batches per step (see :func:`make_grad_fn`).
+    jit: compile the step with ``jax.jit`` (params and opt_state donated).
+
+  ``metrics`` holds the summed metrics plus ``loss`` and ``accuracy``.
+  """
+  import optax
+
+  grad_fn = make_grad_fn(apply_fn, loss, accumulation_steps=accumulation_steps)
+
+  def train_step(params: Any, opt_state: Any, batch: Batch) -> tuple[Any, Any, Metrics]:
+    value, grads, metrics = grad_fn(params, batch)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, opt_state, _with_rates(metrics, value)
+
+  return jax.jit(train_step, donate_argnums=(0, 1)) if jit else train_step
+
+
+def _with_rates(metrics: Metrics, value: jax.Array) -> Metrics:
+  count = metrics["count"]
+  accuracy = jnp.where(count > 0, metrics["correct"] / jnp.where(count > 0, count, 1.0), jnp.nan)
+  return {**metrics, "loss": value, "accuracy": accuracy}
+
+
+def make_eval_step(
+    apply_fn: Callable[[Any, Any], jax.Array], loss: LossLike, *, jit: bool = True
+) -> Callable[[Any, Batch], Metrics]:
+  """``eval_step(params, batch) -> metrics`` (sums plus ``loss`` and ``accuracy``)."""
+  loss_fn = make_loss_fn(apply_fn, loss)
+
+  def eval_step(params: Any, batch: Batch) -> Metrics:
+    value, metrics = loss_fn(params, batch)
+    return _with_rates(metrics, value)
+
+  return jax.jit(eval_step) if jit else eval_step
