@@ -55,7 +55,17 @@ def _register(cls: type) -> type:
 class _Loss:
   """Shared front of the loss objects: reduction of :meth:`terms`."""
 
+  weight: jax.Array | None
+  ignore_index: int
   reduction: Reduction
+  axis: int
+
+  def _check_shared_options(self) -> None:
+    """Validates (and normalizes) the options both losses take."""
+    object.__setattr__(self, "weight", _check_weight_vector(self.weight))
+    object.__setattr__(self, "ignore_index", v.check_ignore_index(self.ignore_index))
+    object.__setattr__(self, "reduction", v.check_reduction(self.reduction))
+    _check_axis_type(self.axis)
 
   def terms(self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike,
             *, where: jax.typing.ArrayLike | None = None) -> LossTerms:
@@ -98,10 +108,7 @@ class NLLLoss(_Loss):
   axis: int = -1
 
   def __post_init__(self) -> None:
-    object.__setattr__(self, "weight", _check_weight_vector(self.weight))
-    object.__setattr__(self, "ignore_index", v.check_ignore_index(self.ignore_index))
-    object.__setattr__(self, "reduction", v.check_reduction(self.reduction))
-    _check_axis_type(self.axis)
+    self._check_shared_options()
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""
@@ -132,13 +139,10 @@ class CrossEntropyLoss(_Loss):
   softcap: float | None = None
 
   def __post_init__(self) -> None:
-    object.__setattr__(self, "weight", _check_weight_vector(self.weight))
-    object.__setattr__(self, "ignore_index", v.check_ignore_index(self.ignore_index))
-    object.__setattr__(self, "reduction", v.check_reduction(self.reduction))
+    self._check_shared_options()
     object.__setattr__(self, "label_smoothing", v.check_label_smoothing(self.label_smoothing))
     object.__setattr__(self, "z_loss", v.check_z_loss(self.z_loss))
     object.__setattr__(self, "softcap", v.check_softcap(self.softcap))
-    _check_axis_type(self.axis)
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""
