@@ -225,8 +225,9 @@ def cross_entropy(
   by the number of counted elements (torch's choice).
 
   The gradient is a custom VJP: one pass computing ``softmax - target
-  distribution`` scaled by the weights from the saved logsumexp; ignored
-  and masked elements get exactly zero gradient, ``-inf`` logits included.
+  distribution`` scaled by the weights, reusing the forward's
+  ``exp(x - max)``; ignored and masked elements get exactly zero gradient,
+  ``-inf`` logits included.
 
   Args:
     logits: floating logits ``[..., C, ...]``; bf16/f16 are computed in f32.

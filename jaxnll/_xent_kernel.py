@@ -9,17 +9,20 @@ Two kernels, one per kind of target, both ``custom_vjp``:
 * :func:`probability_loss` — probability targets ``t``:
   ``l = Σ_c w_c t'_c (lse - x_c) + z lse²`` with ``t' = (1-ε) t + ε/C``.
 
-The forward saves only the inputs and the per-element ``lse``. The backward is
-one elementwise pass over the logits, ``coef · softmax - target_mass``, so no
-``[..., C]`` intermediate (log-probabilities, one-hot, scatter buffer) is kept
-between the two. Elements that are not counted get a zero loss and an exactly
-zero gradient row whatever their logits (``-inf`` rows included) and whatever
-cotangent reaches them (an all-ignored mean sends ``inf``). A counted
-class index outside ``[0, C)`` gives a NaN loss and a NaN gradient row.
+The differentiated forward keeps the inputs, the per-element ``lse`` and, for
+class-index targets, ``exp(x - max)`` with its row sums: on CPU ``exp`` is the
+dominant cost, so it is evaluated once. The backward is one elementwise pass,
+``coef · softmax - target_mass``, with no one-hot or scatter buffer of its own.
+(The non-differentiated call keeps nothing.) Elements that are not counted get
+a zero loss and an exactly zero gradient row whatever their logits (``-inf``
+rows included) and whatever cotangent reaches them (an all-ignored mean sends
+``inf``). A counted class index outside ``[0, C)`` gives a NaN loss and a NaN
+gradient row.
 
-A term whose coefficient is zero contributes zero even against an infinite
-logit (``0 · inf`` is taken as 0): class weights of 0 and probabilities of 0
-mask a ``-inf`` logit rather than turning the loss into NaN.
+For probability targets a term whose coefficient is zero contributes zero
+even against an infinite logit (``0 · inf`` is taken as 0), so a probability
+of 0 masks a ``-inf`` logit rather than turning the loss into NaN. The
+label-smoothing sum of class-index targets is computed as torch does.
 """
 
 from __future__ import annotations
