@@ -15,10 +15,12 @@ from jaxnll._xent_kernel import class_index_loss, probability_loss
 
 
 class LossTerms(NamedTuple):
-  """A loss before reduction: each element's loss and its share of the mean's denominator."""
+  """A loss before reduction: each element's loss, its share of the mean's
+  denominator, and whether it is counted (not ignored or masked)."""
 
   per_element: jax.Array
   normalizer: jax.Array
+  counted: jax.Array
 
 
 def _class_axis(x: jax.Array, axis: object, name: str) -> int:
@@ -69,7 +71,7 @@ def _class_index_terms(
   else:
     picked = w.astype(ct)[jnp.clip(targets, 0, num_classes - 1)]
     denom = jnp.where(counted, picked, jnp.zeros((), ct))
-  return LossTerms(per, denom)
+  return LossTerms(per, denom, counted)
 
 
 def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps, z) -> LossTerms:
@@ -91,7 +93,7 @@ def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
   per = probability_loss(x, targets, w_arr, counted, axis, eps, z)
-  return LossTerms(per, counted.astype(ct))
+  return LossTerms(per, counted.astype(ct), counted)
 
 
 def cross_entropy_terms(
@@ -192,7 +194,7 @@ def nll_loss(
   terms = nll_loss_terms(
       log_probs, targets, weight=weight, ignore_index=ignore_index, axis=axis, where=where
   )
-  return _reduction.reduce(*terms, red)
+  return _reduction.reduce(terms.per_element, terms.normalizer, red)
 
 
 def cross_entropy(
@@ -274,4 +276,4 @@ def cross_entropy(
       label_smoothing=label_smoothing, axis=axis, where=where, z_loss=z_loss,
       softcap=softcap,
   )
-  return _reduction.reduce(*terms, red)
+  return _reduction.reduce(terms.per_element, terms.normalizer, red)

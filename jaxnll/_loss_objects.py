@@ -74,7 +74,8 @@ class _Loss:
   def __call__(self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike,
                *, where: jax.typing.ArrayLike | None = None) -> jax.Array:
     """The loss, reduced by ``self.reduction``."""
-    return _reduction.reduce(*self.terms(input, targets, where=where), self.reduction)
+    terms = self.terms(input, targets, where=where)
+    return _reduction.reduce(terms.per_element, terms.normalizer, self.reduction)
 
   def sum_and_normalizer(
       self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike,
@@ -85,9 +86,8 @@ class _Loss:
     Add both over micro-batches or devices and divide once to get exactly
     the full-batch loss, weights and ignored targets included.
     """
-    return _reduction.sum_and_normalizer(
-        *self.terms(input, targets, where=where), self.reduction
-    )
+    terms = self.terms(input, targets, where=where)
+    return _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, self.reduction)
 
 
 @_register

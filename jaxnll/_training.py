@@ -49,15 +49,6 @@ def as_loss_object(loss: LossLike) -> CrossEntropyLoss | NLLLoss:
   return cls(**kwargs)
 
 
-def _counted(loss: CrossEntropyLoss | NLLLoss, targets: jax.Array, where: jax.Array | None,
-             shape: tuple[int, ...]) -> jax.Array:
-  if jnp.issubdtype(targets.dtype, jnp.integer):
-    mask = targets != loss.ignore_index
-  else:
-    mask = jnp.ones(shape, bool)
-  return mask if where is None else mask & jnp.broadcast_to(where, shape)
-
-
 def loss_and_metrics(outputs: jax.Array, batch: Batch, loss: LossLike) -> tuple[jax.Array, Metrics]:
   """The reduced loss of ``outputs`` against ``batch``, and additive metric sums.
 
@@ -75,12 +66,12 @@ def loss_and_metrics(outputs: jax.Array, batch: Batch, loss: LossLike) -> tuple[
   targets = jnp.asarray(batch["targets"])
   where = batch.get("where")
   terms = obj.terms(outputs, targets, where=where)
-  loss_sum, normalizer = _reduction.sum_and_normalizer(*terms, obj.reduction)
+  loss_sum, normalizer = _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, obj.reduction)
   value = finalize_loss(loss_sum, normalizer, obj.reduction)
   axis = obj.axis % outputs.ndim
   predicted = jnp.argmax(outputs, axis=axis)
   labels = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, axis=axis)
-  counted = _counted(obj, targets, where, predicted.shape)
+  counted = terms.counted
   metrics = {
       "loss_sum": loss_sum,
       "normalizer": normalizer,
