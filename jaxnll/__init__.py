@@ -4,6 +4,7 @@ from jaxnll import losses as losses
 from jaxnll import training as training
 from jaxnll._cross_entropy import cross_entropy as cross_entropy
 from jaxnll._cross_entropy import nll_loss as nll_loss
+from jaxnll._linear_cross_entropy import linear_cross_entropy as linear_cross_entropy
 from jaxnll._log_softmax import log_softmax as log_softmax
 from jaxnll._loss_objects import CrossEntropyLoss as CrossEntropyLoss
 from jaxnll._loss_objects import NLLLoss as NLLLoss
@@ -18,6 +19,7 @@ __all__ = [
     "Reduction",
     "checked",
     "cross_entropy",
+    "linear_cross_entropy",
     "log_softmax",
     "losses",
     "nll_loss",

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxnll import _reduction
 from jaxnll import _validation as v
 from jaxnll._reduction import Reduction
-from jaxnll._targets import check_targets
+from jaxnll._targets import check_targets, counted_mask
 from jaxnll._xent_kernel import class_index_loss, probability_loss
 
 
@@ -59,10 +59,8 @@ def _class_index_terms(
   num_classes = x.shape[axis]
   w = v.check_weight(weight, num_classes)
   where = v.check_where(raw_where, shape)
-  counted = targets != ignore_index
-  if where is not None:
-    counted = counted & where
-  check_targets(targets, num_classes, counted, raw_targets, raw_where)
+  counted = counted_mask(targets, ignore_index, where)
+  check_targets(targets, num_classes, counted)
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
   per = class_index_loss(x, targets, w_arr, counted, axis, eps, z, normalize)

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnll import _validation as v
-from jaxnll._targets import check_targets
+from jaxnll._targets import check_targets, counted_mask
 from jaxnll._xent_kernel import class_index_loss, probability_loss
 
 Axis = int | tuple[int, ...] | None
@@ -54,9 +54,11 @@ def _class_mask(
 
 def _masked_logits(x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
   """Logits with masked classes at -inf, and which rows keep any class."""
-  if mask is None:
-    return x, jnp.ones(x.shape[:-1], bool)
-  return jnp.where(mask, x, jnp.full((), -jnp.inf, x.dtype)), jnp.any(mask, axis=-1)
+  with jax.ensure_compile_time_eval():
+    if mask is None:
+      return x, jnp.ones(x.shape[:-1], bool)
+    rows = jnp.any(mask, axis=-1)
+  return jnp.where(mask, x, jnp.full((), -jnp.inf, x.dtype)), rows
 
 
 def _weight(weight: jax.typing.ArrayLike | None, x: jax.Array) -> jax.Array:
@@ -169,15 +171,15 @@ def softmax_cross_entropy_with_integer_labels(
     raise TypeError(f"`axis` must be an int or a tuple of ints, got {axis!r}.")
   ii = v.check_ignore_index(ignore_index, allow_none=True)
   eps = v.check_label_smoothing(label_smoothing)
-  mask = _class_mask(where, x, axis)
-  x, (mask,) = _classes_last(x, axis, mask)
+  with jax.ensure_compile_time_eval():  # a concrete mask stays concrete for check_targets
+    mask = _class_mask(where, x, axis)
+    x, (mask,) = _classes_last(x, axis, mask)
   if y.shape != x.shape[:-1]:
     raise ValueError(
         f"`labels` must have the logits' shape without the class axes, "
         f"{x.shape[:-1]}, got {y.shape}."
     )
-  x, counted = _masked_logits(x, mask)
-  if ii is not None:
-    counted = counted & (y != ii)
-  check_targets(y, x.shape[-1], counted, labels, where)
+  x, rows = _masked_logits(x, mask)
+  counted = counted_mask(y, ii, rows)
+  check_targets(y, x.shape[-1], counted)
   return class_index_loss(x, y, _weight(weight, x), counted, x.ndim - 1, eps, 0.0, True)

@@ -30,24 +30,32 @@ def out_of_bounds(targets: jax.Array, num_classes: int, counted: jax.Array) -> j
   return counted & ((targets < 0) | (targets >= num_classes))
 
 
+def counted_mask(targets: jax.Array, ignore_index: int | None, where: jax.Array | None) -> jax.Array:
+  """Elements that count: target not ``ignore_index`` (None: every target) and
+  not masked by ``where``.
+
+  Evaluated at trace time when its inputs are concrete (targets closed over
+  by a jitted function included), so :func:`check_targets` can still raise.
+  """
+  with jax.ensure_compile_time_eval():
+    counted = jnp.ones(targets.shape, bool) if ignore_index is None else targets != ignore_index
+    return counted if where is None else counted & where
+
+
 def _is_concrete(*values: object) -> bool:
   return not any(isinstance(x, jax.core.Tracer) for x in values)
 
 
-def check_targets(
-    targets: jax.Array,
-    num_classes: int,
-    counted: jax.Array,
-    raw_targets: object,
-    raw_where: object,
-) -> None:
+def check_targets(targets: jax.Array, num_classes: int, counted: jax.Array) -> None:
   """Raises like torch when the targets are concrete; emits a check in checked mode.
 
-  ``raw_targets`` / ``raw_where`` are the caller's arguments: only when
-  neither is traced can the check run in Python at trace time.
+  Concrete means known at trace time: the caller's targets and mask were not
+  traced (arrays closed over by a jitted function count as concrete), so
+  ``targets`` and ``counted`` (see :func:`counted_mask`) are not tracers.
   """
-  if _is_concrete(raw_targets, raw_where):
-    known_bad = np.asarray(out_of_bounds(targets, num_classes, counted))
+  if _is_concrete(targets, counted):
+    with jax.ensure_compile_time_eval():
+      known_bad = np.asarray(out_of_bounds(targets, num_classes, counted))
     if known_bad.any():
       raise IndexError(_MESSAGE.format(np.asarray(targets)[known_bad].flat[0]))
   elif _checking.get():

@@ -22,7 +22,8 @@ def as_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
   if isinstance(value, jax.Array):
     return value
   try:
-    return jnp.asarray(value)
+    with jax.ensure_compile_time_eval():  # host data stays concrete inside jit
+      return jnp.asarray(value)
   except (TypeError, ValueError) as e:
     raise TypeError(
         f"`{name}` must be an array, got {type(value).__name__}: {e}"
@@ -162,4 +163,5 @@ def check_where(where: object, shape: tuple[int, ...]) -> jax.Array | None:
         f"`where` of shape {mask.shape} does not broadcast to the targets' "
         f"shape {tuple(shape)}."
     )
-  return jnp.broadcast_to(mask, shape)
+  with jax.ensure_compile_time_eval():  # stays concrete for a concrete mask
+    return jnp.broadcast_to(mask, shape)

@@ -28,6 +28,7 @@ label-smoothing sum of class-index targets is computed as torch does.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,6 +79,53 @@ def _shifted_exp(xf: jax.Array, axis: int) -> tuple[jax.Array, jax.Array, jax.Ar
   return e, total, lse
 
 
+class RowCoefficients(NamedTuple):
+  """Per-element factors of the class-index gradient ``dL/dx_c``:
+  ``softmax * p_c - smooth * w_c - target * [c == y] + nan_row``."""
+
+  softmax: jax.Array
+  target: jax.Array
+  smooth: jax.Array
+  nan_row: jax.Array
+
+
+def row_loss(lse, x_y, w_y, sum_w, wx_sum, num_classes, eps, z, bad, counted):
+  """The class-index loss of one element from its statistics.
+
+  ``lse`` is the row's logsumexp, ``x_y`` its target logit, ``w_y`` the target's
+  weight, ``sum_w = Σ_c w_c`` and ``wx_sum = Σ_c w_c x_c`` (used only when
+  ``eps > 0``). Elementwise, so any matching shapes work.
+  """
+  loss = (1.0 - eps) * w_y * (lse - x_y)
+  if eps > 0:
+    # Σ_c w_c (lse - x_c), as torch computes it (a -inf logit of weight 0 is NaN there too).
+    loss = loss + (eps / num_classes) * (sum_w * lse - wx_sum)
+  if z > 0:
+    loss = loss + z * lse**2
+  loss = jnp.where(bad, jnp.full_like(loss, jnp.nan), loss)
+  return jnp.where(counted, loss, jnp.zeros_like(loss))
+
+
+def row_coefficients(g, counted, bad, w_y, sum_w, lse, num_classes, eps, z) -> RowCoefficients:
+  """The gradient factors of :func:`row_loss` for cotangent ``g``; all zero
+  where not counted, NaN ``nan_row`` where the target is out of range."""
+  zero = jnp.zeros((), g.dtype)
+  g = jnp.where(counted, g, zero)
+  target = g * (1.0 - eps) * w_y
+  smooth = g * (eps / num_classes)
+  softmax = target + smooth * sum_w
+  if z > 0:
+    softmax = softmax + g * (2.0 * z) * lse
+  nan_row = jnp.where(bad, jnp.full((), jnp.nan, g.dtype), zero)
+  return RowCoefficients(softmax, target, smooth, nan_row)
+
+
+def target_weight_grad(g, counted, bad, lse, x_y, eps):
+  """Each element's ``dL/dw_y`` from its own target term (scattered onto ``y`` by the caller)."""
+  ok = counted & ~bad
+  return jnp.where(ok, g * (1.0 - eps) * (lse - x_y), jnp.zeros((), g.dtype))
+
+
 def _class_index_forward(x, y, w, counted, axis, eps, z, normalize, keep_exp=False):
   ct = compute_dtype(x.dtype)
   xf = x.astype(ct)
@@ -92,15 +140,9 @@ def _class_index_forward(x, y, w, counted, axis, eps, z, normalize, keep_exp=Fal
     lse = _lse(xf, axis, normalize)
   row_lse = jnp.squeeze(lse, axis)
   x_y = jnp.squeeze(jnp.take_along_axis(xf, _expand(yc, axis), axis=axis), axis)
-  loss = (1.0 - eps) * wf[yc] * (row_lse - x_y)
-  if eps > 0:
-    # Σ_c w_c (lse - x_c), as torch computes it (a -inf logit of weight 0 is NaN there too).
-    loss = loss + (eps / num_classes) * (jnp.sum(wf) * row_lse - _class_sum(xf, wf, axis))
-  if z > 0:
-    loss = loss + z * row_lse**2
-  bad = out_of_bounds(y, num_classes, counted)
-  loss = jnp.where(bad, jnp.full_like(loss, jnp.nan), loss)
-  loss = jnp.where(counted, loss, jnp.zeros_like(loss))
+  wx_sum = _class_sum(xf, wf, axis) if eps > 0 else None
+  loss = row_loss(row_lse, x_y, wf[yc], jnp.sum(wf), wx_sum, num_classes, eps, z,
+                  out_of_bounds(y, num_classes, counted), counted)
   return loss, (lse, e, total)
 
 
@@ -138,50 +180,43 @@ def _class_index_bwd(axis, eps, z, normalize, res, g):
   num_classes = x.shape[axis]
   zero = jnp.zeros((), ct)
   # Per-row values are kept with a size-1 class axis (like ``lse``), so the
-  # one [..., C] pass below broadcasts them without any reshape:
-  # exp(x - shift) * softmax_coef - [c == y] * target_coef - smooth_coef * w_c + nan_row.
+  # one [..., C] pass below broadcasts them without any reshape.
   counted_e = _expand(counted, axis)
   y_e = _expand(jnp.clip(y, 0, num_classes - 1).astype(jnp.int32), axis)
-  g_e = jnp.where(counted_e, _expand(g.astype(ct), axis), zero)
-  target_coef = g_e * (1.0 - eps) * wf[y_e]
-  smooth_coef = g_e * (eps / num_classes)
-  softmax_coef = target_coef + smooth_coef * jnp.sum(wf)
-  if z > 0:
-    softmax_coef = softmax_coef + g_e * (2.0 * z) * lse
+  g_e = _expand(g.astype(ct), axis)
   bad_e = _expand(out_of_bounds(y, num_classes, counted), axis)
-  nan_row = jnp.where(bad_e, jnp.full((), jnp.nan, ct), zero)
+  coef = row_coefficients(g_e, counted_e, bad_e, wf[y_e], jnp.sum(wf), lse, num_classes, eps, z)
 
-  # dx = softmax_coef * softmax - smooth_coef * w - target_coef * onehot (+ NaN
+  # dx = coef.softmax * softmax - coef.smooth * w - coef.target * onehot (+ NaN
   # rows), with softmax = e / total from the forward's e = exp(x - max).
   if normalize:
     # NaN rows come through the scale: e >= 0 is finite, so NaN * e is NaN.
-    scale = jnp.where(counted_e, softmax_coef / total, zero) + nan_row
+    scale = jnp.where(counted_e, coef.softmax / total, zero) + coef.nan_row
     dx = scale * e
   else:
-    dx = jnp.broadcast_to(nan_row, x.shape)
+    dx = jnp.broadcast_to(coef.nan_row, x.shape)
   if eps > 0:
-    dx = dx - smooth_coef * _along(wf, axis, x.ndim)
+    dx = dx - coef.smooth * _along(wf, axis, x.ndim)
   if axis == x.ndim - 1:
     # Classes last: a scatter-add of the target entries, in place, is cheaper
     # than comparing every class index with the target.
     rows = dx.reshape(-1, num_classes)
-    rows = rows.at[jnp.arange(rows.shape[0]), y_e.ravel()].add(-target_coef.ravel())
+    rows = rows.at[jnp.arange(rows.shape[0]), y_e.ravel()].add(-coef.target.ravel())
     dx = rows.reshape(x.shape)
   else:
     is_target = lax.broadcasted_iota(jnp.int32, x.shape, axis) == y_e
-    dx = dx - jnp.where(is_target, target_coef, zero)
+    dx = dx - jnp.where(is_target, coef.target, zero)
 
   x_y = jnp.take_along_axis(xf, y_e, axis=axis)
-  ok = counted_e & ~bad_e
-  per_target = jnp.where(ok, g_e * (1.0 - eps) * (lse - x_y), zero)
+  per_target = target_weight_grad(g_e, counted_e, bad_e, lse, x_y, eps)
   dw = jnp.zeros((num_classes,), ct).at[y_e.ravel()].add(per_target.ravel())
   if eps > 0:
     # d/dw_c of (ε/C) Σ_c w_c (lse - x_c), summed over elements.
     all_axes = tuple(range(x.ndim))
     other_axes = tuple(a for a in all_axes if a != axis)
-    g_x = jnp.tensordot(jnp.squeeze(smooth_coef, axis), xf, axes=(tuple(range(x.ndim - 1)), other_axes),
+    g_x = jnp.tensordot(jnp.squeeze(coef.smooth, axis), xf, axes=(tuple(range(x.ndim - 1)), other_axes),
                         precision=lax.Precision.HIGHEST)
-    dw = dw + (jnp.sum(smooth_coef * jnp.where(counted_e, lse, zero)) - g_x)
+    dw = dw + (jnp.sum(coef.smooth * jnp.where(counted_e, lse, zero)) - g_x)
   return dx.astype(x.dtype), None, dw.astype(w.dtype), None
 
 

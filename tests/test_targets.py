@@ -56,3 +56,21 @@ def test_checked_mode_raises_under_jit():
   step(X, jnp.array([0, -1, 2, 0]))
   with pytest.raises(IndexError, match=r"Target -2 is out of bounds\."):
     step(X, jnp.array([0, -2, 2, 0]))
+
+
+@pytest.mark.parametrize("mask", [None, np.array([True, False, True, True])])
+@pytest.mark.parametrize("fn", [
+    jaxnll.cross_entropy,
+    jaxnll.nll_loss,
+    lambda x, y, **kw: jaxnll.losses.softmax_cross_entropy_with_integer_labels(x, y, **kw),
+])
+def test_targets_closed_over_by_a_jitted_function_are_checked_at_trace_time(fn, mask):
+  # Concrete targets (and mask) captured by a jitted function: the loss works,
+  # and an out-of-range one still raises instead of tracing to NaN.
+  y, y_bad = np.array([0, 1, 2, 0]), np.array([0, 1, 9, 0])
+  kw = {} if mask is None else {"where": mask}
+  out = jax.jit(lambda x: fn(x, y, **kw))(X)
+  np.testing.assert_allclose(out, fn(X, jnp.asarray(y), **kw))
+  np.testing.assert_allclose(jax.jit(lambda x: fn(x[0], y[0]))(X), fn(X[0], y[0]))  # 0-d targets
+  with pytest.raises(IndexError, match=r"Target 9 is out of bounds\."):
+    jax.jit(lambda x: fn(x, y_bad, **kw))(X)

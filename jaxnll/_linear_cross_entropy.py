@@ -1,0 +1,382 @@
+"""Fused linear + cross-entropy over vocabulary blocks: the logits never exist whole.
+
+``linear_cross_entropy(h, W, y)`` equals ``cross_entropy(h @ W.T + b, y)`` with
+the same options, computed one block of ``block_size`` classes at a time:
+
+* forward: for each block, ``x = softcap(h @ W_blk.T + b_blk)`` (``[N, B]``,
+  float32 accumulation) updates an online logsumexp (running max and rescaled
+  sum), picks up the target logits falling in the block and, with label
+  smoothing, ``Σ_c w_c x_c``. Only these per-token statistics survive; the
+  loss comes from :func:`jaxnll._xent_kernel.row_loss`, the same formula as
+  :func:`jaxnll.cross_entropy`.
+* backward: each block's logits are recomputed, turned into
+  ``dL/dx = coef.softmax * exp(x - lse) - coef.smooth * w - coef.target * onehot``
+  (:func:`jaxnll._xent_kernel.row_coefficients`), and contracted at once:
+  ``dh += dx @ W_blk``; ``dW[blk] = dx.T @ h`` and ``db[blk] = Σ dx`` are
+  written in place, each block once — nothing of size ``[N, V]`` and no
+  ``[V, D]`` partial sums.
+
+Peak temporary memory is a few ``[N, B]`` blocks plus the ``[N, D]`` gradient
+of the embeddings, instead of several ``[N, V]`` arrays; the price is one more
+matrix product (the backward recomputes the logits).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxnll import _reduction
+from jaxnll import _validation as v
+from jaxnll._cross_entropy import LossTerms
+from jaxnll._reduction import Reduction
+from jaxnll._targets import check_targets, counted_mask, out_of_bounds
+from jaxnll._xent_kernel import row_coefficients, row_loss, target_weight_grad
+
+# Default block: about this many float32 logits per [N, B] tile. On CPU a
+# cache-sized tile is fastest (2 MiB); on accelerators few, large matmuls are
+# (128 MiB), still a small fraction of the [N, V] arrays.
+_BLOCK_ELEMENTS = {"cpu": 1 << 19}
+_ACCELERATOR_BLOCK_ELEMENTS = 1 << 25
+_MIN_BLOCK = 128
+# Backward tiles span at most this many float32 entries of the embeddings' gradient (16 MiB).
+_CHUNK_ELEMENTS = 1 << 22
+
+
+def default_block_size(num_tokens: int, vocab_size: int, platform: str | None = None) -> int:
+  """Classes per block when ``block_size=None``: a multiple of 128 keeping an
+  ``[N, B]`` float32 tile near 2 MiB on CPU and 128 MiB on GPU/TPU (``platform``
+  defaults to JAX's default backend), at least 128 and at most ``V``."""
+  platform = jax.default_backend() if platform is None else platform
+  budget = _BLOCK_ELEMENTS.get(platform, _ACCELERATOR_BLOCK_ELEMENTS)
+  b = budget // max(num_tokens, 1)
+  b = max(_MIN_BLOCK, b // _MIN_BLOCK * _MIN_BLOCK)
+  return min(b, vocab_size)
+
+
+def _blocks(vocab_size: int, block: int) -> tuple[int, int]:
+  """``(number of full blocks, size of the trailing partial block)``."""
+  return vocab_size // block, vocab_size % block
+
+
+def _dot_t(a: jax.Array, b: jax.Array) -> jax.Array:
+  """``a @ b.T`` accumulated in float32 (or wider)."""
+  out = v.compute_dtype(jnp.result_type(a, b))
+  return lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=out)
+
+
+def _block_logits(h, w_cls, bias, start, size, softcap):
+  """``(x, u)``: the capped and raw logits ``[N, size]`` of classes ``start:start+size``."""
+  w_blk = lax.dynamic_slice_in_dim(w_cls, start, size, axis=0)
+  u = _dot_t(h, w_blk)
+  if bias is not None:
+    u = u + lax.dynamic_slice_in_dim(bias, start, size).astype(u.dtype)[None, :]
+  x = u if softcap is None else softcap * jnp.tanh(u / softcap)
+  return x, w_blk
+
+
+def _for_each_block(length, block, body, carry):
+  """Runs ``body(start, size, carry)`` over ``[0, length)`` in blocks: the full
+  blocks in a loop, the trailing partial block (static size) after it."""
+  full, rest = _blocks(length, block)
+  if full:
+    carry = lax.fori_loop(0, full, lambda i, c: body(i * block, block, c), carry)
+  if rest:
+    carry = body(full * block, rest, carry)
+  return carry
+
+
+def _statistics(h, w_cls, bias, w, y, eps, block, softcap):
+  """Per-token ``(lse, x_y, Σ_c w_c x_c)`` from one streaming pass over the classes."""
+  n = h.shape[0]
+  vocab_size = w_cls.shape[0]
+  ct = v.compute_dtype(jnp.result_type(h, w_cls))
+
+  def body(start, size, carry):
+    run_max, run_sum, x_y, wx = carry
+    x, _ = _block_logits(h, w_cls, bias, start, size, softcap)
+    new_max = jnp.maximum(run_max, jnp.max(x, axis=1))
+    # Shifts are kept finite (0 for an all -inf or +inf row) so no inf - inf.
+    old_shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
+    new_shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+    run_sum = run_sum * jnp.exp(old_shift - new_shift) + jnp.sum(
+        jnp.exp(x - new_shift[:, None]), axis=1)
+    local = y - start
+    inside = (local >= 0) & (local < size)
+    picked = jnp.take_along_axis(x, jnp.clip(local, 0, size - 1)[:, None], axis=1)[:, 0]
+    x_y = jnp.where(inside, picked, x_y)
+    if eps > 0:
+      w_blk = lax.dynamic_slice_in_dim(w, start, size).astype(ct)
+      wx = wx + jnp.dot(x, w_blk, precision=lax.Precision.HIGHEST)
+    return new_max, run_sum, x_y, wx
+
+  init = (jnp.full((n,), -jnp.inf, ct), jnp.zeros((n,), ct), jnp.zeros((n,), ct), jnp.zeros((n,), ct))
+  run_max, run_sum, x_y, wx = _for_each_block(vocab_size, block, body, init)
+  shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
+  nonempty = run_sum > 0
+  lse = jnp.where(nonempty, jnp.log(jnp.where(nonempty, run_sum, 1.0)) + shift, -jnp.inf)
+  return lse, x_y, wx
+
+
+def _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap):
+  vocab_size = w_cls.shape[0]
+  lse, x_y, wx = _statistics(h, w_cls, bias, w, y, eps, block, softcap)
+  wf = w.astype(lse.dtype)
+  yc = jnp.clip(y, 0, vocab_size - 1)
+  loss = row_loss(lse, x_y, wf[yc], jnp.sum(wf), wx, vocab_size, eps, z,
+                  out_of_bounds(y, vocab_size, counted), counted)
+  return loss, (lse, x_y)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
+def fused_loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap):
+  """Per-token loss ``[N]`` of ``softcap(h @ w_cls.T + bias)`` against class indices ``y``.
+
+  ``h [N, D]``, ``w_cls [V, D]``, ``bias [V]`` or None, class weights ``w [V]``,
+  ``y [N]`` int32, ``counted [N]`` bool. Differentiable in ``h``, ``w_cls``,
+  ``bias`` and ``w``.
+  """
+  return _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap)[0]
+
+
+def _fused_fwd(h, w_cls, bias, w, y, counted, eps, z, block, softcap):
+  loss, (lse, x_y) = _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap)
+  return loss, (h, w_cls, bias, w, y, counted, lse, x_y)
+
+
+def token_chunk(num_tokens: int, dim: int) -> int:
+  """Tokens per backward tile: all of them unless an ``[N, D]`` float32 partial
+  product of the embeddings' gradient would exceed 16 MiB."""
+  return max(1, min(num_tokens, _CHUNK_ELEMENTS // max(dim, 1)))
+
+
+def _fused_bwd(eps, z, block, softcap, res, g):
+  h, w_cls, bias, w, y, counted, lse, x_y = res
+  num_tokens, dim = h.shape
+  vocab_size = w_cls.shape[0]
+  ct = lse.dtype
+  wf = w.astype(ct)
+  yc = jnp.clip(y, 0, vocab_size - 1)
+  bad = out_of_bounds(y, vocab_size, counted)
+  coef = row_coefficients(g.astype(ct), counted, bad, wf[yc], jnp.sum(wf), lse, vocab_size, eps, z)
+  # exp(x - lse) of a row whose lse is not finite is never used (not counted,
+  # or NaN anyway through coef.nan_row / an inf loss); keep it finite. NaN
+  # rows ride on the softmax factor: exp(...) >= 0 is finite, so NaN * it is NaN.
+  safe_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
+  rows = (h, counted, safe_lse, coef.softmax + coef.nan_row, coef.smooth, y, coef.target)
+  zero = jnp.zeros((), ct)
+
+  def tile(start, w_blk, b_blk, w_cls_blk, rows_c):
+    """``dL/du`` of one ``[tokens, classes]`` tile, and its logits."""
+    h_c, keep, lse_c, c_softmax, c_smooth, y_c, c_target = rows_c
+    u = _dot_t(h_c, w_blk)
+    if b_blk is not None:
+      u = u + b_blk.astype(u.dtype)[None, :]
+    x = u if softcap is None else softcap * jnp.tanh(u / softcap)
+    dx = c_softmax[:, None] * jnp.exp(x - lse_c[:, None])
+    if eps > 0:
+      dx = dx - c_smooth[:, None] * w_cls_blk[None, :]
+    is_target = lax.broadcasted_iota(jnp.int32, x.shape, 1) == (y_c - start)[:, None]
+    dx = jnp.where(is_target, dx - c_target[:, None], dx)
+    dx = jnp.where(keep[:, None], dx, zero)
+    du = dx if softcap is None else dx * (1.0 - jnp.square(x / softcap))
+    return du, x
+
+  chunk = token_chunk(num_tokens, dim)
+
+  def vocab_block(start, size, carry):
+    dh, dw_cls, dbias, dw_smooth = carry
+    w_blk = lax.dynamic_slice_in_dim(w_cls, start, size, axis=0)
+    b_blk = None if bias is None else lax.dynamic_slice_in_dim(bias, start, size)
+    w_cls_blk = lax.dynamic_slice_in_dim(wf, start, size)
+
+    def token_chunk_body(t0, tsize, inner):
+      dh, dw_blk, db_blk, ds_blk = inner
+      rows_c = tuple(lax.dynamic_slice_in_dim(r, t0, tsize, axis=0) for r in rows)
+      du, x = tile(start, w_blk, b_blk, w_cls_blk, rows_c)
+      du_in = du.astype(h.dtype)
+      dh_c = lax.dynamic_slice_in_dim(dh, t0, tsize, axis=0) + jnp.dot(
+          du_in, w_blk, preferred_element_type=ct)
+      dh = lax.dynamic_update_slice_in_dim(dh, dh_c, t0, axis=0)
+      dw_blk = dw_blk + lax.dot_general(
+          du_in, rows_c[0], (((0,), (0,)), ((), ())), preferred_element_type=ct)
+      db_blk = db_blk + jnp.sum(du, axis=0)
+      if eps > 0:
+        # Σ_n smooth_n x_nc, the smoothing term's share of dL/dw_c.
+        ds_blk = ds_blk + jnp.dot(rows_c[4], x, precision=lax.Precision.HIGHEST)
+      return dh, dw_blk, db_blk, ds_blk
+
+    inner = (dh, jnp.zeros((size, dim), ct), jnp.zeros((size,), ct), jnp.zeros((size,), ct))
+    dh, dw_blk, db_blk, ds_blk = _for_each_block(num_tokens, chunk, token_chunk_body, inner)
+    dw_cls = lax.dynamic_update_slice_in_dim(dw_cls, dw_blk.astype(dw_cls.dtype), start, axis=0)
+    if dbias is not None:
+      dbias = lax.dynamic_update_slice_in_dim(dbias, db_blk.astype(dbias.dtype), start, axis=0)
+    if eps > 0:
+      dw_smooth = lax.dynamic_update_slice_in_dim(dw_smooth, ds_blk, start, axis=0)
+    return dh, dw_cls, dbias, dw_smooth
+
+  init = (
+      jnp.zeros(h.shape, ct),
+      jnp.zeros(w_cls.shape, w_cls.dtype),
+      None if bias is None else jnp.zeros(bias.shape, bias.dtype),
+      jnp.zeros((vocab_size,), ct),
+  )
+  dh, dw_cls, dbias, dw_smooth = _for_each_block(vocab_size, block, vocab_block, init)
+
+  per_target = target_weight_grad(g.astype(ct), counted, bad, lse, x_y, eps)
+  dw = jnp.zeros((vocab_size,), ct).at[yc].add(per_target)
+  if eps > 0:
+    dw = dw + (jnp.sum(coef.smooth * jnp.where(counted, lse, zero)) - dw_smooth)
+  return dh.astype(h.dtype), dw_cls, dbias, dw.astype(w.dtype), None, None
+
+
+fused_loss.defvjp(_fused_fwd, _fused_bwd)
+
+
+def _check_block_size(block_size: object, vocab_size: int, num_tokens: int) -> int:
+  if block_size is None:
+    return default_block_size(num_tokens, vocab_size)
+  if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+    raise ValueError(f"`block_size` must be None or a positive int, got {block_size!r}.")
+  return min(block_size, vocab_size)
+
+
+def linear_cross_entropy_terms(
+    embeddings: jax.typing.ArrayLike,
+    classifier: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    bias: jax.typing.ArrayLike | None = None,
+    weight: jax.typing.ArrayLike | None = None,
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    block_size: int | None = None,
+) -> LossTerms:
+  """The unreduced form of :func:`linear_cross_entropy` (per token, the targets' shape)."""
+  h = v.as_array("embeddings", embeddings)
+  w_cls = v.as_array("classifier", classifier)
+  v.check_floating("embeddings", h)
+  v.check_floating("classifier", w_cls)
+  if h.ndim < 1:
+    raise ValueError("`embeddings` must have shape [..., D], got a scalar.")
+  if w_cls.ndim != 2:
+    raise ValueError(
+        f"`classifier` must have shape [V, D] (torch Linear / tied-embedding layout), "
+        f"got shape {w_cls.shape}.")
+  vocab_size, dim = w_cls.shape
+  if h.shape[-1] != dim:
+    raise ValueError(
+        f"`embeddings` of shape {h.shape} has D={h.shape[-1]} but `classifier` of shape "
+        f"{w_cls.shape} has D={dim}; a Flax Dense kernel [D, V] is passed as `kernel.T`.")
+  if vocab_size == 0:
+    raise ValueError(f"`classifier` has no classes: shape {w_cls.shape}.")
+  y = v.as_array("targets", targets)
+  v.check_integer("targets", y, " (class indices)")
+  shape = h.shape[:-1]
+  if y.shape != shape:
+    raise ValueError(
+        f"`targets` of shape {y.shape} does not fit `embeddings` of shape {h.shape}: "
+        f"expected {shape}.")
+  b = None
+  if bias is not None:
+    b = v.as_array("bias", bias)
+    v.check_floating("bias", b)
+    if b.shape != (vocab_size,):
+      raise ValueError(
+          f"`bias` must have shape ({vocab_size},) (one entry per class), got shape {b.shape}.")
+  ii = v.check_ignore_index(ignore_index)
+  eps = v.check_label_smoothing(label_smoothing)
+  z = v.check_z_loss(z_loss)
+  cap = v.check_softcap(softcap)
+  wt = v.check_weight(weight, vocab_size)
+  mask = v.check_where(where, shape)
+  num_tokens = math.prod(shape)
+  block = _check_block_size(block_size, vocab_size, num_tokens)
+
+  counted = counted_mask(y, ii, mask)
+  check_targets(y, vocab_size, counted)
+  dt = jnp.promote_types(h.dtype, w_cls.dtype)
+  ct = v.compute_dtype(dt)
+  w_arr = jnp.ones((vocab_size,), ct) if wt is None else wt
+  per = fused_loss(
+      h.astype(dt).reshape(num_tokens, dim), w_cls.astype(dt), b, w_arr,
+      y.reshape(num_tokens).astype(jnp.int32), counted.reshape(num_tokens), eps, z, block, cap,
+  ).reshape(shape)
+  if wt is None:
+    denom = counted.astype(ct)
+  else:
+    denom = jnp.where(counted, wt.astype(ct)[jnp.clip(y, 0, vocab_size - 1)], jnp.zeros((), ct))
+  return LossTerms(per, denom, counted)
+
+
+def linear_cross_entropy(
+    embeddings: jax.typing.ArrayLike,
+    classifier: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    *,
+    bias: jax.typing.ArrayLike | None = None,
+    weight: jax.typing.ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    where: jax.typing.ArrayLike | None = None,
+    block_size: int | None = None,
+) -> jax.Array:
+  r"""``cross_entropy(embeddings @ classifier.T + bias, targets, ...)`` without the logits.
+
+  Computes the loss (and, under ``grad``, its gradients with respect to
+  ``embeddings``, ``classifier``, ``bias`` and ``weight``) block by block over
+  the vocabulary, keeping only per-token statistics between the forward and
+  the backward pass, so the ``[..., V]`` logits and their gradient are never
+  stored. Values and gradients equal :func:`jaxnll.cross_entropy` on the
+  materialized logits with the same options, to float32 rounding.
+
+  Args:
+    embeddings: floating ``[..., D]`` hidden states (bf16/f16 matmuls
+      accumulate in float32).
+    classifier: floating ``[V, D]``: a tied embedding table or a torch
+      ``Linear(D, V).weight``. A Flax ``nn.Dense(V)`` kernel is ``[D, V]``:
+      pass ``kernel.T`` (XLA folds the transpose into the matmul).
+    targets: integer class indices ``[...]`` (the embeddings' shape without D).
+    bias: optional ``[V]`` output bias.
+    weight, ignore_index, reduction, label_smoothing, z_loss, where: as in
+      :func:`jaxnll.cross_entropy`.
+    softcap: optional Gemma-2 soft cap, ``softcap * tanh(logits / softcap)``.
+    block_size: classes per block. ``None`` picks a multiple of 128 that keeps
+      one ``[N, block]`` float32 tile near 2 MiB on CPU (cache-sized) and near
+      128 MiB on GPU/TPU (few, large matmuls); larger blocks trade memory for
+      fewer, larger matmuls.
+
+  Returns:
+    A scalar, or the targets' shape for ``'none'``, in float32 or wider.
+
+  Raises:
+    IndexError: concrete class indices outside ``[0, V)`` that are counted
+      (under ``jit``: NaN loss and NaN gradient row, see :func:`jaxnll.checked`).
+
+  Examples:
+    >>> import jax, jax.numpy as jnp, jaxnll
+    >>> h = jnp.array([[0.5, -1.0], [2.0, 0.25]])
+    >>> W = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    >>> y = jnp.array([2, 0])
+    >>> jaxnll.linear_cross_entropy(h, W, y)
+    Array(1.0474764, dtype=float32)
+    >>> jaxnll.cross_entropy(h @ W.T, y)
+    Array(1.0474764, dtype=float32)
+  """
+  red = v.check_reduction(reduction)
+  terms = linear_cross_entropy_terms(
+      embeddings, classifier, targets, bias=bias, weight=weight, ignore_index=ignore_index,
+      label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, where=where,
+      block_size=block_size,
+  )
+  return _reduction.reduce(terms.per_element, terms.normalizer, red)
