@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,9 +80,14 @@ def _block_logits(h, w_cls, bias, start, size, softcap):
   return x, w_blk
 
 
-def _for_each_block(length, block, body, carry):
+def _for_each_block(length, block, body, carry, varying=frozenset()):
   """Runs ``body(start, size, carry)`` over ``[0, length)`` in blocks: the full
-  blocks in a loop, the trailing partial block (static size) after it."""
+  blocks in a loop, the trailing partial block (static size) after it.
+
+  Inside ``shard_map`` the carry starts out varying over ``varying``, the mesh
+  axes the loop's inputs vary over, as the loop's outputs do.
+  """
+  carry = jax.tree.map(lambda x: _vary(x, varying), carry)
   full, rest = _blocks(length, block)
   if full:
     carry = lax.fori_loop(0, full, lambda i, c: body(i * block, block, c), carry)
@@ -90,10 +96,74 @@ def _for_each_block(length, block, body, carry):
   return carry
 
 
-def _statistics(h, w_cls, bias, w, y, eps, block, softcap):
+def _varying_axes(*xs: jax.Array | None) -> frozenset[str]:
+  """Mesh axes any of ``xs`` varies over inside ``shard_map`` (empty outside)."""
+  axes: frozenset[str] = frozenset()
+  for x in xs:
+    if x is None:
+      continue
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    found = getattr(manual, "varying", None) if manual is not None else getattr(aval, "vma", None)
+    axes = axes | frozenset(found or ())
+  return axes
+
+
+def _vary(x: jax.Array | None, axes: frozenset[str]) -> jax.Array | None:
+  """``x`` marked as varying over ``axes`` (a no-op outside ``shard_map``)."""
+  missing = tuple(sorted(axes - _varying_axes(x)))
+  return x if x is None or not missing else lax.pcast(x, missing, to="varying")
+
+
+class _Vocab(NamedTuple):
+  """Where this device's classes sit in the vocabulary.
+
+  Without a vocabulary axis the device holds all ``size`` classes. Inside
+  ``shard_map`` with ``axis`` naming the mesh axis the classifier is split
+  over, it holds ``[offset, offset + local)`` of ``size`` classes, and per-token
+  values are combined across the axis with ``pmax`` / ``psum``.
+  """
+
+  axis: str | None
+  offset: jax.Array | int
+  local: int
+  size: int
+
+  @classmethod
+  def of(cls, local: int, axis: str | None) -> _Vocab:
+    if axis is None:
+      return cls(None, 0, local, local)
+    return cls(axis, lax.axis_index(axis) * local, local, local * lax.axis_size(axis))
+
+  def total(self, x: jax.Array) -> jax.Array:
+    return x if self.axis is None else lax.psum(x, self.axis)
+
+  def largest(self, x: jax.Array) -> jax.Array:
+    return x if self.axis is None else lax.pmax(x, self.axis)
+
+  def shift(self, y: jax.Array) -> jax.Array:
+    """Global class indices ``y`` relative to this device's first class."""
+    return y if self.axis is None else y - jnp.asarray(self.offset).astype(y.dtype)
+
+  def owned(self, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(local index, held here)`` of global class indices ``y`` (index clipped)."""
+    local = self.shift(y)
+    held = (local >= 0) & (local < self.local)
+    return jnp.clip(local, 0, self.local - 1), held
+
+  def lookup(self, values: jax.Array, y: jax.Array) -> jax.Array:
+    """``values[y]`` for a per-class array split like the classifier."""
+    idx, held = self.owned(y)
+    if self.axis is None:
+      return values[idx]
+    return self.total(jnp.where(held, values[idx], jnp.zeros((), values.dtype)))
+
+
+def _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab: _Vocab):
   """Per-token ``(lse, x_y, Σ_c w_c x_c)`` from one streaming pass over the classes."""
   n = h.shape[0]
   vocab_size = w_cls.shape[0]
+  y = vocab.shift(y)
   ct = v.compute_dtype(jnp.result_type(h, w_cls))
 
   def body(start, size, carry):
@@ -115,36 +185,47 @@ def _statistics(h, w_cls, bias, w, y, eps, block, softcap):
     return new_max, run_sum, x_y, wx
 
   init = (jnp.full((n,), -jnp.inf, ct), jnp.zeros((n,), ct), jnp.zeros((n,), ct), jnp.zeros((n,), ct))
-  run_max, run_sum, x_y, wx = _for_each_block(vocab_size, block, body, init)
+  run_max, run_sum, x_y, wx = _for_each_block(vocab_size, block, body, init,
+                                              _varying_axes(h, w_cls, bias, w, y))
+  if vocab.axis is not None:
+    # Combine the shards' online statistics: rescale each local sum to the
+    # global max; only the shard holding a token's target has a nonzero x_y.
+    local_shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
+    run_max = vocab.largest(run_max)
+    shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
+    rescaled = run_sum * jnp.exp(local_shift - shift)
+    run_sum = vocab.total(jnp.where(run_sum > 0, rescaled, jnp.zeros_like(run_sum)))
+    x_y, wx = vocab.total(x_y), vocab.total(wx)
   shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
   nonempty = run_sum > 0
   lse = jnp.where(nonempty, jnp.log(jnp.where(nonempty, run_sum, 1.0)) + shift, -jnp.inf)
   return lse, x_y, wx
 
 
-def _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap):
-  vocab_size = w_cls.shape[0]
-  lse, x_y, wx = _statistics(h, w_cls, bias, w, y, eps, block, softcap)
+def _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis):
+  vocab = _Vocab.of(w_cls.shape[0], vocab_axis)
+  lse, x_y, wx = _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab)
   wf = w.astype(lse.dtype)
-  yc = jnp.clip(y, 0, vocab_size - 1)
-  loss = row_loss(lse, x_y, wf[yc], jnp.sum(wf), wx, vocab_size, eps, z,
-                  out_of_bounds(y, vocab_size, counted), counted)
+  loss = row_loss(lse, x_y, vocab.lookup(wf, y), vocab.total(jnp.sum(wf)), wx, vocab.size, eps, z,
+                  out_of_bounds(y, vocab.size, counted), counted)
   return loss, (lse, x_y)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
-def fused_loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10))
+def fused_loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis=None):
   """Per-token loss ``[N]`` of ``softcap(h @ w_cls.T + bias)`` against class indices ``y``.
 
   ``h [N, D]``, ``w_cls [V, D]``, ``bias [V]`` or None, class weights ``w [V]``,
   ``y [N]`` int32, ``counted [N]`` bool. Differentiable in ``h``, ``w_cls``,
-  ``bias`` and ``w``.
+  ``bias`` and ``w``. With ``vocab_axis`` (inside ``shard_map``), ``w_cls``,
+  ``bias`` and ``w`` are this device's slice of the vocabulary and ``y`` holds
+  global class indices.
   """
-  return _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap)[0]
+  return _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis)[0]
 
 
-def _fused_fwd(h, w_cls, bias, w, y, counted, eps, z, block, softcap):
-  loss, (lse, x_y) = _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap)
+def _fused_fwd(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis):
+  loss, (lse, x_y) = _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis)
   return loss, (h, w_cls, bias, w, y, counted, lse, x_y)
 
 
@@ -154,20 +235,22 @@ def token_chunk(num_tokens: int, dim: int) -> int:
   return max(1, min(num_tokens, _CHUNK_ELEMENTS // max(dim, 1)))
 
 
-def _fused_bwd(eps, z, block, softcap, res, g):
+def _fused_bwd(eps, z, block, softcap, vocab_axis, res, g):
   h, w_cls, bias, w, y, counted, lse, x_y = res
   num_tokens, dim = h.shape
   vocab_size = w_cls.shape[0]
+  vocab = _Vocab.of(vocab_size, vocab_axis)
   ct = lse.dtype
   wf = w.astype(ct)
-  yc = jnp.clip(y, 0, vocab_size - 1)
-  bad = out_of_bounds(y, vocab_size, counted)
-  coef = row_coefficients(g.astype(ct), counted, bad, wf[yc], jnp.sum(wf), lse, vocab_size, eps, z)
+  bad = out_of_bounds(y, vocab.size, counted)
+  coef = row_coefficients(g.astype(ct), counted, bad, vocab.lookup(wf, y), vocab.total(jnp.sum(wf)),
+                          lse, vocab.size, eps, z)
+  y_local = vocab.shift(y)
   # exp(x - lse) of a row whose lse is not finite is never used (not counted,
   # or NaN anyway through coef.nan_row / an inf loss); keep it finite. NaN
   # rows ride on the softmax factor: exp(...) >= 0 is finite, so NaN * it is NaN.
   safe_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
-  rows = (h, counted, safe_lse, coef.softmax + coef.nan_row, coef.smooth, y, coef.target)
+  rows = (h, counted, safe_lse, coef.softmax + coef.nan_row, coef.smooth, y_local, coef.target)
   zero = jnp.zeros((), ct)
 
   def tile(start, w_blk, b_blk, w_cls_blk, rows_c):
@@ -211,7 +294,7 @@ def _fused_bwd(eps, z, block, softcap, res, g):
       return dh, dw_blk, db_blk, ds_blk
 
     inner = (dh, jnp.zeros((size, dim), ct), jnp.zeros((size,), ct), jnp.zeros((size,), ct))
-    dh, dw_blk, db_blk, ds_blk = _for_each_block(num_tokens, chunk, token_chunk_body, inner)
+    dh, dw_blk, db_blk, ds_blk = _for_each_block(num_tokens, chunk, token_chunk_body, inner, varying)
     dw_cls = lax.dynamic_update_slice_in_dim(dw_cls, dw_blk.astype(dw_cls.dtype), start, axis=0)
     if dbias is not None:
       dbias = lax.dynamic_update_slice_in_dim(dbias, db_blk.astype(dbias.dtype), start, axis=0)
@@ -225,10 +308,13 @@ def _fused_bwd(eps, z, block, softcap, res, g):
       None if bias is None else jnp.zeros(bias.shape, bias.dtype),
       jnp.zeros((vocab_size,), ct),
   )
-  dh, dw_cls, dbias, dw_smooth = _for_each_block(vocab_size, block, vocab_block, init)
+  varying = _varying_axes(h, w_cls, bias, w, y_local, g)
+  dh, dw_cls, dbias, dw_smooth = _for_each_block(vocab_size, block, vocab_block, init, varying)
 
+  dh = vocab.total(dh)  # each shard of the vocabulary contributed its part
   per_target = target_weight_grad(g.astype(ct), counted, bad, lse, x_y, eps)
-  dw = jnp.zeros((vocab_size,), ct).at[yc].add(per_target)
+  idx, held = vocab.owned(y)
+  dw = jnp.zeros((vocab_size,), ct).at[idx].add(jnp.where(held, per_target, zero))
   if eps > 0:
     dw = dw + (jnp.sum(coef.smooth * jnp.where(counted, lse, zero)) - dw_smooth)
   return dh.astype(h.dtype), dw_cls, dbias, dw.astype(w.dtype), None, None
@@ -258,6 +344,7 @@ def linear_cross_entropy_terms(
     softcap: float | None = None,
     where: jax.typing.ArrayLike | None = None,
     block_size: int | None = None,
+    vocab_axis: str | None = None,
 ) -> LossTerms:
   """The unreduced form of :func:`linear_cross_entropy` (per token, the targets' shape)."""
   h = v.as_array("embeddings", embeddings)
@@ -300,20 +387,54 @@ def linear_cross_entropy_terms(
   num_tokens = math.prod(shape)
   block = _check_block_size(block_size, vocab_size, num_tokens)
 
+  vocab = _Vocab.of(vocab_size, _check_vocab_axis(vocab_axis))
   counted = counted_mask(y, ii, mask)
-  check_targets(y, vocab_size, counted)
+  check_targets(y, vocab.size, counted)
   dt = jnp.promote_types(h.dtype, w_cls.dtype)
   ct = v.compute_dtype(dt)
   w_arr = jnp.ones((vocab_size,), ct) if wt is None else wt
-  per = fused_loss(
-      h.astype(dt).reshape(num_tokens, dim), w_cls.astype(dt), b, w_arr,
-      y.reshape(num_tokens).astype(jnp.int32), counted.reshape(num_tokens), eps, z, block, cap,
-  ).reshape(shape)
+  h2, y2, counted2 = h.astype(dt).reshape(num_tokens, dim), y.reshape(num_tokens), counted.reshape(num_tokens)
+  # Inside shard_map, per-class inputs that do not vary over the axes the tokens
+  # vary over (replicated over a data axis, say) are marked as varying, so their
+  # gradients are summed over those axes, as for any JAX function of them; and
+  # over the vocabulary axis, since each device holds its own classes.
+  axes = _varying_axes(h2, y2, counted2) | frozenset(() if vocab.axis is None else (vocab.axis,))
+  per_class = tuple(_vary(x, axes) for x in (w_cls.astype(dt), b, w_arr))
+  per = fused_loss(h2, *per_class, y2.astype(jnp.int32), counted2, eps, z, block, cap, vocab.axis).reshape(shape)
   if wt is None:
     denom = counted.astype(ct)
   else:
-    denom = jnp.where(counted, wt.astype(ct)[jnp.clip(y, 0, vocab_size - 1)], jnp.zeros((), ct))
+    denom = jnp.where(counted, vocab.lookup(wt.astype(ct), y), jnp.zeros((), ct))
   return LossTerms(per, denom, counted)
+
+
+def _check_vocab_axis(vocab_axis: object) -> str | None:
+  if vocab_axis is None:
+    return None
+  if not isinstance(vocab_axis, str):
+    raise TypeError(f"`vocab_axis` must be None or a mesh axis name (str), got {vocab_axis!r}.")
+  try:
+    lax.axis_size(vocab_axis)
+  except NameError:
+    raise ValueError(
+        f"`vocab_axis`={vocab_axis!r} is not a mesh axis bound here: call linear_cross_entropy "
+        f"inside jax.shard_map over a mesh with that axis, with `classifier` split along V."
+    ) from None
+  return vocab_axis
+
+
+def _reduce_over(terms: LossTerms, reduction: str, batch_axis: str | tuple[str, ...] | None) -> jax.Array:
+  """``reduction`` of the per-token losses, summed over the mesh axes in ``batch_axis``."""
+  if batch_axis is None or reduction == "none":
+    return _reduction.reduce(terms.per_element, terms.normalizer, reduction)
+  axes = (batch_axis,) if isinstance(batch_axis, str) else tuple(batch_axis)
+  if not axes or not all(isinstance(a, str) for a in axes):
+    raise TypeError(f"`batch_axis` must be None, a mesh axis name or a tuple of them, got {batch_axis!r}.")
+  total, denom = _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, reduction)
+  total, denom = lax.psum((total, denom), axes)
+  if reduction == "sum":
+    return total
+  return _reduction.divide(total, denom, safe=reduction == "safe_mean")
 
 
 def linear_cross_entropy(
@@ -330,6 +451,8 @@ def linear_cross_entropy(
     softcap: float | None = None,
     where: jax.typing.ArrayLike | None = None,
     block_size: int | None = None,
+    vocab_axis: str | None = None,
+    batch_axis: str | tuple[str, ...] | None = None,
 ) -> jax.Array:
   r"""``cross_entropy(embeddings @ classifier.T + bias, targets, ...)`` without the logits.
 
@@ -355,6 +478,16 @@ def linear_cross_entropy(
       one ``[N, block]`` float32 tile near 2 MiB on CPU (cache-sized) and near
       128 MiB on GPU/TPU (few, large matmuls); larger blocks trade memory for
       fewer, larger matmuls.
+    vocab_axis: inside ``jax.shard_map``, the mesh axis the vocabulary is
+      split over (Megatron-style vocab parallelism): ``classifier``, ``bias``
+      and ``weight`` are this device's contiguous slice of the classes and
+      ``targets`` are global class indices. Per-token statistics (max, sum,
+      target logit) are combined with ``pmax`` / ``psum`` over the axis and
+      the embeddings' gradient is summed over it; the classifier and the
+      logits are never gathered.
+    batch_axis: inside ``jax.shard_map``, the mesh axis (or axes) the tokens
+      are split over: ``'mean'``/``'sum'`` then reduce over the whole batch
+      exactly (sum and weighted normalizer are ``psum``-ed before dividing).
 
   Returns:
     A scalar, or the targets' shape for ``'none'``, in float32 or wider.
@@ -369,14 +502,14 @@ def linear_cross_entropy(
     >>> W = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     >>> y = jnp.array([2, 0])
     >>> jaxnll.linear_cross_entropy(h, W, y)
-    Array(1.0474764, dtype=float32)
+    Array(1.1818175, dtype=float32)
     >>> jaxnll.cross_entropy(h @ W.T, y)
-    Array(1.0474764, dtype=float32)
+    Array(1.1818175, dtype=float32)
   """
   red = v.check_reduction(reduction)
   terms = linear_cross_entropy_terms(
       embeddings, classifier, targets, bias=bias, weight=weight, ignore_index=ignore_index,
       label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, where=where,
-      block_size=block_size,
+      block_size=block_size, vocab_axis=vocab_axis,
   )
-  return _reduction.reduce(terms.per_element, terms.normalizer, red)
+  return _reduce_over(terms, red, batch_axis)

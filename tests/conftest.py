@@ -18,3 +18,6 @@ settings.register_profile(
 )
 settings.load_profile("default")
 
+
+# tests/multidevice needs 8 devices; tests/test_sharding.py runs it in a process that has them.
+collect_ignore = ["multidevice"] if jax.device_count() < 8 else []
