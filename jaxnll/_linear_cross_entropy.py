@@ -70,14 +70,12 @@ def _dot_t(a: jax.Array, b: jax.Array) -> jax.Array:
   return lax.dot_general(a, b, (((1,), (1,)), ((), ())), preferred_element_type=out)
 
 
-def _block_logits(h, w_cls, bias, start, size, softcap):
-  """``(x, u)``: the capped and raw logits ``[N, size]`` of classes ``start:start+size``."""
-  w_blk = lax.dynamic_slice_in_dim(w_cls, start, size, axis=0)
+def _logits(h, w_blk, b_blk, softcap):
+  """``softcap(h @ w_blk.T + b_blk)``, ``[N, block]`` in float32 or wider."""
   u = _dot_t(h, w_blk)
-  if bias is not None:
-    u = u + lax.dynamic_slice_in_dim(bias, start, size).astype(u.dtype)[None, :]
-  x = u if softcap is None else softcap * jnp.tanh(u / softcap)
-  return x, w_blk
+  if b_blk is not None:
+    u = u + b_blk.astype(u.dtype)[None, :]
+  return u if softcap is None else softcap * jnp.tanh(u / softcap)
 
 
 def _for_each_block(length, block, body, carry, varying=frozenset()):
@@ -168,7 +166,8 @@ def _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab: _Vocab):
 
   def body(start, size, carry):
     run_max, run_sum, x_y, wx = carry
-    x, _ = _block_logits(h, w_cls, bias, start, size, softcap)
+    b_blk = None if bias is None else lax.dynamic_slice_in_dim(bias, start, size)
+    x = _logits(h, lax.dynamic_slice_in_dim(w_cls, start, size, axis=0), b_blk, softcap)
     new_max = jnp.maximum(run_max, jnp.max(x, axis=1))
     # Shifts are kept finite (0 for an all -inf or +inf row) so no inf - inf.
     old_shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
@@ -195,7 +194,9 @@ def _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab: _Vocab):
     shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
     rescaled = run_sum * jnp.exp(local_shift - shift)
     run_sum = vocab.total(jnp.where(run_sum > 0, rescaled, jnp.zeros_like(run_sum)))
-    x_y, wx = vocab.total(x_y), vocab.total(wx)
+    x_y = vocab.total(x_y)
+    if eps > 0:
+      wx = vocab.total(wx)
   shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
   nonempty = run_sum > 0
   lse = jnp.where(nonempty, jnp.log(jnp.where(nonempty, run_sum, 1.0)) + shift, -jnp.inf)
@@ -256,10 +257,7 @@ def _fused_bwd(eps, z, block, softcap, vocab_axis, res, g):
   def tile(start, w_blk, b_blk, w_cls_blk, rows_c):
     """``dL/du`` of one ``[tokens, classes]`` tile, and its logits."""
     h_c, keep, lse_c, c_softmax, c_smooth, y_c, c_target = rows_c
-    u = _dot_t(h_c, w_blk)
-    if b_blk is not None:
-      u = u + b_blk.astype(u.dtype)[None, :]
-    x = u if softcap is None else softcap * jnp.tanh(u / softcap)
+    x = _logits(h_c, w_blk, b_blk, softcap)
     dx = c_softmax[:, None] * jnp.exp(x - lse_c[:, None])
     if eps > 0:
       dx = dx - c_smooth[:, None] * w_cls_blk[None, :]
