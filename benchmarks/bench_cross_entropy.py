@@ -6,8 +6,14 @@ Run: MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# torch's OpenMP threads otherwise spin for a while after each call, taking the
+# cores from whichever variant is timed next; sleeping threads keep the
+# interleaved runs independent. Must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 import sys
 
 import jax
@@ -66,7 +72,7 @@ def main() -> None:
   tt = times["torch F.cross_entropy"]
   print(f"cross_entropy forward+backward, [{n}, {v}] float32, CPU x{os.cpu_count()}, "
         f"jax {jax.__version__}, torch {torch.__version__}, optax {optax.__version__}")
-  print(allocator_note())
+  print(allocator_note() + f"; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (torch's idle threads sleep)")
   print(f"median of {args.repeats} interleaved runs; bandwidth bound = 3 x logits bytes / "
         f"measured copy bandwidth = {bound * 1e3:.1f} ms\n")
   rows = [[name, f"{t * 1e3:.1f}", f"{t / base:.2f}x", f"{t / tt:.2f}x", f"{t / bound:.2f}x"]

@@ -191,7 +191,12 @@ def _class_index_bwd(axis, eps, z, normalize, res, g):
   # rows), with softmax = e / total from the forward's e = exp(x - max).
   if normalize:
     # NaN rows come through the scale: e >= 0 is finite, so NaN * e is NaN.
-    scale = jnp.where(counted_e, coef.softmax / total, zero) + coef.nan_row
+    # The division comes last so that XLA computes the per-row scale once, in
+    # its own fusion, instead of re-deriving the masks for every element of
+    # the [..., C] pass (a cheap producer is duplicated into its consumer; a
+    # division is not). Rows not counted divide 0 by 1.
+    numerator = jnp.where(counted_e, coef.softmax, zero) + coef.nan_row
+    scale = numerator / jnp.where(counted_e, total, jnp.ones((), ct))
     dx = scale * e
   else:
     dx = jnp.broadcast_to(coef.nan_row, x.shape)
