@@ -64,12 +64,8 @@ def _class_index_terms(
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
   per = class_index_loss(x, targets, w_arr, counted, axis, eps, z, normalize)
-  if w is None:
-    denom = counted.astype(ct)
-  else:
-    picked = w.astype(ct)[jnp.clip(targets, 0, num_classes - 1)]
-    denom = jnp.where(counted, picked, jnp.zeros((), ct))
-  return LossTerms(per, denom, counted)
+  target_weight = None if w is None else w.astype(ct)[jnp.clip(targets, 0, num_classes - 1)]
+  return LossTerms(per, _reduction.class_index_normalizer(counted, target_weight, ct), counted)
 
 
 def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps, z) -> LossTerms:

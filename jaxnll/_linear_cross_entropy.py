@@ -34,6 +34,7 @@ from jax import lax
 from jaxnll import _reduction
 from jaxnll import _validation as v
 from jaxnll._cross_entropy import LossTerms
+from jaxnll._log_softmax import finite_shift, log_of_shifted_sum
 from jaxnll._reduction import Reduction
 from jaxnll._targets import check_targets, counted_mask, out_of_bounds
 from jaxnll._xent_kernel import row_coefficients, row_loss, target_weight_grad
@@ -170,9 +171,8 @@ def _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab: _Vocab):
     x = _logits(h, lax.dynamic_slice_in_dim(w_cls, start, size, axis=0), b_blk, softcap)
     new_max = jnp.maximum(run_max, jnp.max(x, axis=1))
     # Shifts are kept finite (0 for an all -inf or +inf row) so no inf - inf.
-    old_shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
-    new_shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
-    run_sum = run_sum * jnp.exp(old_shift - new_shift) + jnp.sum(
+    new_shift = finite_shift(new_max)
+    run_sum = run_sum * jnp.exp(finite_shift(run_max) - new_shift) + jnp.sum(
         jnp.exp(x - new_shift[:, None]), axis=1)
     local = y - start
     inside = (local >= 0) & (local < size)
@@ -189,18 +189,14 @@ def _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab: _Vocab):
   if vocab.axis is not None:
     # Combine the shards' online statistics: rescale each local sum to the
     # global max; only the shard holding a token's target has a nonzero x_y.
-    local_shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
+    local_shift = finite_shift(run_max)
     run_max = vocab.largest(run_max)
-    shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
-    rescaled = run_sum * jnp.exp(local_shift - shift)
+    rescaled = run_sum * jnp.exp(local_shift - finite_shift(run_max))
     run_sum = vocab.total(jnp.where(run_sum > 0, rescaled, jnp.zeros_like(run_sum)))
     x_y = vocab.total(x_y)
     if eps > 0:
       wx = vocab.total(wx)
-  shift = jnp.where(jnp.isfinite(run_max), run_max, 0.0)
-  nonempty = run_sum > 0
-  lse = jnp.where(nonempty, jnp.log(jnp.where(nonempty, run_sum, 1.0)) + shift, -jnp.inf)
-  return lse, x_y, wx
+  return log_of_shifted_sum(run_sum, finite_shift(run_max)), x_y, wx
 
 
 def _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis):
@@ -250,7 +246,7 @@ def _fused_bwd(eps, z, block, softcap, vocab_axis, res, g):
   # exp(x - lse) of a row whose lse is not finite is never used (not counted,
   # or NaN anyway through coef.nan_row / an inf loss); keep it finite. NaN
   # rows ride on the softmax factor: exp(...) >= 0 is finite, so NaN * it is NaN.
-  safe_lse = jnp.where(jnp.isfinite(lse), lse, 0.0)
+  safe_lse = finite_shift(lse)
   rows = (h, counted, safe_lse, coef.softmax + coef.nan_row, coef.smooth, y_local, coef.target)
   zero = jnp.zeros((), ct)
 
@@ -399,11 +395,8 @@ def linear_cross_entropy_terms(
   axes = _varying_axes(h2, y2, counted2) | frozenset(() if vocab.axis is None else (vocab.axis,))
   per_class = tuple(_vary(x, axes) for x in (w_cls.astype(dt), b, w_arr))
   per = fused_loss(h2, *per_class, y2.astype(jnp.int32), counted2, eps, z, block, cap, vocab.axis).reshape(shape)
-  if wt is None:
-    denom = counted.astype(ct)
-  else:
-    denom = jnp.where(counted, vocab.lookup(wt.astype(ct), y), jnp.zeros((), ct))
-  return LossTerms(per, denom, counted)
+  target_weight = None if wt is None else vocab.lookup(wt.astype(ct), y)
+  return LossTerms(per, _reduction.class_index_normalizer(counted, target_weight, ct), counted)
 
 
 def _check_vocab_axis(vocab_axis: object) -> str | None:
@@ -421,18 +414,14 @@ def _check_vocab_axis(vocab_axis: object) -> str | None:
   return vocab_axis
 
 
-def _reduce_over(terms: LossTerms, reduction: str, batch_axis: str | tuple[str, ...] | None) -> jax.Array:
-  """``reduction`` of the per-token losses, summed over the mesh axes in ``batch_axis``."""
-  if batch_axis is None or reduction == "none":
-    return _reduction.reduce(terms.per_element, terms.normalizer, reduction)
-  axes = (batch_axis,) if isinstance(batch_axis, str) else tuple(batch_axis)
+def _check_batch_axis(batch_axis: object) -> tuple[str, ...]:
+  """``batch_axis`` as a tuple of mesh axis names (empty for None)."""
+  if batch_axis is None:
+    return ()
+  axes = (batch_axis,) if isinstance(batch_axis, str) else tuple(batch_axis)  # type: ignore[arg-type]
   if not axes or not all(isinstance(a, str) for a in axes):
     raise TypeError(f"`batch_axis` must be None, a mesh axis name or a tuple of them, got {batch_axis!r}.")
-  total, denom = _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, reduction)
-  total, denom = lax.psum((total, denom), axes)
-  if reduction == "sum":
-    return total
-  return _reduction.divide(total, denom, safe=reduction == "safe_mean")
+  return axes
 
 
 def linear_cross_entropy(
@@ -510,4 +499,4 @@ def linear_cross_entropy(
       label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, where=where,
       block_size=block_size, vocab_axis=vocab_axis,
   )
-  return _reduce_over(terms, red, batch_axis)
+  return _reduction.reduce(terms.per_element, terms.normalizer, red, summed_over=_check_batch_axis(batch_axis))

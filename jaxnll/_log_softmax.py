@@ -9,6 +9,19 @@ from jax import lax
 from jaxnll import _validation as v
 
 
+def finite_shift(m: jax.Array) -> jax.Array:
+  """A row max made safe to subtract: 0 where it is ``±inf`` (no ``inf - inf``)."""
+  return jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+
+
+def log_of_shifted_sum(s: jax.Array, shift: jax.Array) -> jax.Array:
+  """``log(s) + shift`` for ``s = Σ exp(x - shift)``; ``-inf`` for an empty sum,
+  whose log is never evaluated (so never differentiated)."""
+  nonempty = s > 0
+  safe_log = jnp.log(jnp.where(nonempty, s, jnp.ones_like(s)))
+  return jnp.where(nonempty, safe_log + shift, jnp.full_like(s, -jnp.inf))
+
+
 def logsumexp(x: jax.Array, axis: int, where: jax.Array | None = None) -> jax.Array:
   """``log(sum(exp(x), axis, keepdims=True))``, stable and NaN-free.
 
@@ -19,12 +32,8 @@ def logsumexp(x: jax.Array, axis: int, where: jax.Array | None = None) -> jax.Ar
   """
   if where is not None:
     x = jnp.where(where, x, -jnp.inf)
-  m = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
-  m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
-  s = jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True)
-  nonempty = s > 0
-  safe_log = jnp.log(jnp.where(nonempty, s, jnp.ones_like(s)))
-  return jnp.where(nonempty, safe_log + m, jnp.full_like(s, -jnp.inf))
+  m = finite_shift(lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True)))
+  return log_of_shifted_sum(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True), m)
 
 
 def log_softmax(

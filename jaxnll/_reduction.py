@@ -37,6 +37,14 @@ def sum_and_normalizer(
   )
 
 
+def class_index_normalizer(counted: jax.Array, target_weight: jax.Array | None, dtype) -> jax.Array:
+  """Each class-index element's share of the mean's denominator: ``weight[target]``
+  (1 without weights) where counted, else 0."""
+  if target_weight is None:
+    return counted.astype(dtype)
+  return jnp.where(counted, target_weight.astype(dtype), jnp.zeros((), dtype))
+
+
 def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool) -> jax.Array:
   """``loss_sum / normalizer``; with ``safe``, 0 (and zero gradient) when it is 0."""
   if not safe:
@@ -49,11 +57,20 @@ def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool) -> jax.Array:
   )
 
 
-def reduce(per_element: jax.Array, normalizer: jax.Array, reduction: str) -> jax.Array:
-  """Applies ``reduction`` ('none' | 'mean' | 'sum' | 'safe_mean')."""
+def reduce(
+    per_element: jax.Array, normalizer: jax.Array, reduction: str, summed_over: tuple[str, ...] = ()
+) -> jax.Array:
+  """Applies ``reduction`` ('none' | 'mean' | 'sum' | 'safe_mean').
+
+  Inside ``shard_map``, ``summed_over`` names the mesh axes the elements are
+  split over: both sums are ``psum``-ed over them before dividing, which gives
+  exactly the reduction of the whole, unsplit array.
+  """
   if reduction == "none":
     return per_element
   total, denom = sum_and_normalizer(per_element, normalizer, reduction)
+  if summed_over:
+    total, denom = jax.lax.psum((total, denom), summed_over)
   if reduction == "sum":
     return total
   return divide(total, denom, safe=reduction == "safe_mean")

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnll._log_softmax import logsumexp
+from jaxnll._log_softmax import finite_shift, log_of_shifted_sum, logsumexp
 from jaxnll._targets import out_of_bounds
 from jaxnll._validation import compute_dtype
 
@@ -70,13 +70,10 @@ def _class_sum(xf: jax.Array, wf: jax.Array, axis: int) -> jax.Array:
 
 def _shifted_exp(xf: jax.Array, axis: int) -> tuple[jax.Array, jax.Array, jax.Array]:
   """``(exp(x - m), Σ exp(x - m), lse)`` with the row max ``m`` (0 if not finite)."""
-  m = jnp.max(xf, axis=axis, keepdims=True)
-  m = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+  m = finite_shift(jnp.max(xf, axis=axis, keepdims=True))
   e = jnp.exp(xf - m)
   total = jnp.sum(e, axis=axis, keepdims=True)
-  nonempty = total > 0
-  lse = jnp.where(nonempty, jnp.log(jnp.where(nonempty, total, 1.0)) + m, -jnp.inf)
-  return e, total, lse
+  return e, total, log_of_shifted_sum(total, m)
 
 
 class RowCoefficients(NamedTuple):
