@@ -8,6 +8,7 @@ a new object with the same static options does not retrace.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 import jax
@@ -28,9 +29,9 @@ def _check_weight_vector(weight: Any) -> Any:
 
 
 def _check_axis_type(axis: object) -> int:
-  if isinstance(axis, bool) or not isinstance(axis, int):
+  if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
     raise TypeError(f"`axis` must be an int, got {axis!r}.")
-  return axis
+  return int(axis)
 
 
 def _register(cls: type) -> type:
@@ -65,7 +66,7 @@ class _Loss:
     object.__setattr__(self, "weight", _check_weight_vector(self.weight))
     object.__setattr__(self, "ignore_index", v.check_ignore_index(self.ignore_index))
     object.__setattr__(self, "reduction", v.check_reduction(self.reduction))
-    _check_axis_type(self.axis)
+    object.__setattr__(self, "axis", _check_axis_type(self.axis))
 
   def terms(self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike,
             *, where: jax.typing.ArrayLike | None = None) -> LossTerms:

@@ -46,10 +46,12 @@ def class_index_normalizer(counted: jax.Array, target_weight: jax.Array | None, 
 
 
 def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool) -> jax.Array:
-  """``loss_sum / normalizer``; with ``safe``, 0 (and zero gradient) when it is 0."""
-  if not safe:
-    return loss_sum / normalizer
+  """``loss_sum / normalizer``: NaN when the normalizer is 0 (torch's ``0 / 0``,
+  also when a smoothing term makes the sum nonzero); with ``safe``, 0 and a
+  zero gradient instead."""
   nonzero = normalizer != 0
+  if not safe:
+    return jnp.where(nonzero, loss_sum / normalizer, jnp.full_like(loss_sum, jnp.nan))
   return jnp.where(
       nonzero,
       loss_sum / jnp.where(nonzero, normalizer, jnp.ones_like(normalizer)),
