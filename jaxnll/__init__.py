@@ -11,7 +11,7 @@ from jaxnll._loss_objects import NLLLoss as NLLLoss
 from jaxnll._reduction import Reduction as Reduction
 from jaxnll._targets import checked as checked
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CrossEntropyLoss",
