@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jaxnll import _reduction
 from jaxnll import _validation as v
 from jaxnll._reduction import Reduction
-from jaxnll._targets import check_targets, counted_mask
+from jaxnll._targets import class_targets
 from jaxnll._xent_kernel import class_index_loss, probability_loss
 
 
@@ -44,28 +44,31 @@ def _softcapped(x: jax.Array, softcap: float | None) -> jax.Array:
   return softcap * jnp.tanh(xf / softcap)
 
 
+def _axis_text(axis: int, given: object) -> str:
+  return f"axis={given}" if int(given) == axis else f"axis={given} (axis {axis})"  # type: ignore[call-overload]
+
+
 def _class_index_terms(
-    x, raw_targets, raw_where, *, weight, ignore_index, axis, eps, z, normalize, name
+    x, raw_targets, raw_where, *, weight, ignore_index, axis, given_axis, eps, z, normalize, name
 ) -> LossTerms:
-  targets = v.as_array("targets", raw_targets)
+  targets = v.as_target_array("targets", raw_targets)
   v.check_integer("targets", targets, " (class indices)")
   shape = _element_shape(x, axis)
   if targets.shape != shape:
     raise ValueError(
         f"`targets` of shape {targets.shape} does not fit `{name}` of shape "
-        f"{x.shape} with class axis {axis}: expected {shape} for class indices"
+        f"{x.shape} with class {_axis_text(axis, given_axis)}: expected {shape} for class indices"
         + (" or the input's shape for probabilities." if normalize else ".")
     )
   num_classes = x.shape[axis]
   w = v.check_weight(weight, num_classes)
-  where = v.check_where(raw_where, shape)
-  counted = counted_mask(targets, ignore_index, where)
-  check_targets(targets, num_classes, counted)
+  where = v.check_where(raw_where, shape, "the element shape (the input's shape without the class axis)")
+  tg = class_targets(targets, num_classes, ignore_index, where)
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
-  per = class_index_loss(x, targets, w_arr, counted, axis, eps, z, normalize)
-  target_weight = None if w is None else w.astype(ct)[jnp.clip(targets, 0, num_classes - 1)]
-  return LossTerms(per, _reduction.class_index_normalizer(counted, target_weight, ct), counted)
+  per = class_index_loss(x, w_arr, tg.index, tg.counted, tg.bad, axis, eps, z, normalize)
+  target_weight = None if w is None else w.astype(ct)[tg.index]
+  return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted)
 
 
 def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps, z) -> LossTerms:
@@ -82,7 +85,7 @@ def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps
   num_classes = x.shape[axis]
   w = v.check_weight(weight, num_classes)
   shape = _element_shape(x, axis)
-  where = v.check_where(raw_where, shape)
+  where = v.check_where(raw_where, shape, "the element shape (the input's shape without the class axis)")
   counted = jnp.ones(shape, bool) if where is None else where
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
@@ -109,13 +112,13 @@ def cross_entropy_terms(
   eps = v.check_label_smoothing(label_smoothing)
   z = v.check_z_loss(z_loss)
   x = _softcapped(x, v.check_softcap(softcap))
-  t = v.as_array("targets", targets)
+  t = v.as_target_array("targets", targets)
   if jnp.issubdtype(t.dtype, jnp.floating):
     return _probability_terms(
         x, t, where, weight=weight, ignore_index=ii, axis=ax, eps=eps, z=z
     )
   return _class_index_terms(
-      x, targets, where, weight=weight, ignore_index=ii, axis=ax, eps=eps, z=z,
+      x, targets, where, weight=weight, ignore_index=ii, axis=ax, given_axis=axis, eps=eps, z=z,
       normalize=True, name="logits",
   )
 
@@ -134,7 +137,7 @@ def nll_loss_terms(
   ax = _class_axis(x, axis, "log_probs")
   return _class_index_terms(
       x, targets, where, weight=weight, ignore_index=v.check_ignore_index(ignore_index),
-      axis=ax, eps=0.0, z=0.0, normalize=False, name="log_probs",
+      axis=ax, given_axis=axis, eps=0.0, z=0.0, normalize=False, name="log_probs",
   )
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -36,7 +37,7 @@ from jaxnll import _validation as v
 from jaxnll._cross_entropy import LossTerms
 from jaxnll._log_softmax import finite_shift, log_of_shifted_sum
 from jaxnll._reduction import Reduction
-from jaxnll._targets import check_targets, counted_mask, out_of_bounds
+from jaxnll._targets import class_targets
 from jaxnll._xent_kernel import row_coefficients, row_loss, target_weight_grad
 
 # Default block: about this many float32 logits per [N, B] tile. On CPU a
@@ -45,6 +46,8 @@ from jaxnll._xent_kernel import row_coefficients, row_loss, target_weight_grad
 _BLOCK_ELEMENTS = {"cpu": 1 << 19}
 _ACCELERATOR_BLOCK_ELEMENTS = 1 << 25
 _MIN_BLOCK = 128
+# The token count the default block assumes when it is symbolic (jax.export).
+_SYMBOLIC_TOKENS = 4096
 # Backward tiles span at most this many float32 entries of the embeddings' gradient (16 MiB).
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -55,6 +58,8 @@ def default_block_size(num_tokens: int, vocab_size: int, platform: str | None = 
   defaults to JAX's default backend), at least 128 and at most ``V``."""
   platform = jax.default_backend() if platform is None else platform
   budget = _BLOCK_ELEMENTS.get(platform, _ACCELERATOR_BLOCK_ELEMENTS)
+  if not isinstance(num_tokens, int):  # a symbolic (shape-polymorphic) token count
+    num_tokens = _SYMBOLIC_TOKENS
   b = budget // max(num_tokens, 1)
   b = max(_MIN_BLOCK, b // _MIN_BLOCK * _MIN_BLOCK)
   return min(b, vocab_size)
@@ -158,88 +163,110 @@ class _Vocab(NamedTuple):
     return self.total(jnp.where(held, values[idx], jnp.zeros((), values.dtype)))
 
 
-def _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab: _Vocab):
-  """Per-token ``(lse, x_y, Σ_c w_c x_c)`` from one streaming pass over the classes."""
+class _Statistics(NamedTuple):
+  """Per-token statistics of the streaming pass, relative to the final shift ``m``:
+  ``rel = lse - m``, ``x_y_rel = x_y - m``, ``wx_rel = Σ_c w_c (x_c - m)`` (with
+  smoothing) and ``lse``. Relative values keep the loss exact at any offset."""
+
+  rel: jax.Array
+  x_y_rel: jax.Array
+  wx_rel: jax.Array
+  lse: jax.Array
+
+
+def _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab: _Vocab) -> _Statistics:
+  """:class:`_Statistics` from one streaming pass over the classes."""
   n = h.shape[0]
   vocab_size = w_cls.shape[0]
   y = vocab.shift(y)
   ct = v.compute_dtype(jnp.result_type(h, w_cls))
 
   def body(start, size, carry):
-    run_max, run_sum, x_y, wx = carry
+    run_max, run_sum, x_y, wx, w_seen = carry
     b_blk = None if bias is None else lax.dynamic_slice_in_dim(bias, start, size)
     x = _logits(h, lax.dynamic_slice_in_dim(w_cls, start, size, axis=0), b_blk, softcap)
     new_max = jnp.maximum(run_max, jnp.max(x, axis=1))
-    # Shifts are kept finite (0 for an all -inf or +inf row) so no inf - inf.
-    new_shift = finite_shift(new_max)
-    run_sum = run_sum * jnp.exp(finite_shift(run_max) - new_shift) + jnp.sum(
-        jnp.exp(x - new_shift[:, None]), axis=1)
+    # Shifts are kept finite (0 for an all -inf row; NaN for +inf, as in
+    # cross_entropy) so there is no inf - inf.
+    old_shift, new_shift = finite_shift(run_max), finite_shift(new_max)
+    run_sum = run_sum * jnp.exp(old_shift - new_shift) + jnp.sum(jnp.exp(x - new_shift[:, None]), axis=1)
     local = y - start
     inside = (local >= 0) & (local < size)
     picked = jnp.take_along_axis(x, jnp.clip(local, 0, size - 1)[:, None], axis=1)[:, 0]
     x_y = jnp.where(inside, picked, x_y)
     if eps > 0:
+      # Σ w_c (x_c - shift), moved to the new shift: the correction is the
+      # shift's change times the weight seen so far, never the offset itself.
       w_blk = lax.dynamic_slice_in_dim(w, start, size).astype(ct)
-      wx = wx + jnp.dot(x, w_blk, precision=lax.Precision.HIGHEST)
-    return new_max, run_sum, x_y, wx
+      wx = wx + (old_shift - new_shift) * w_seen + jnp.dot(x - new_shift[:, None], w_blk,
+                                                         precision=lax.Precision.HIGHEST)
+      w_seen = w_seen + jnp.sum(w_blk)
+    return new_max, run_sum, x_y, wx, w_seen
 
-  init = (jnp.full((n,), -jnp.inf, ct), jnp.zeros((n,), ct), jnp.zeros((n,), ct), jnp.zeros((n,), ct))
-  run_max, run_sum, x_y, wx = _for_each_block(vocab_size, block, body, init,
-                                              _varying_axes(h, w_cls, bias, w, y))
+  zeros = jnp.zeros((n,), ct)
+  init = (jnp.full((n,), -jnp.inf, ct), zeros, zeros, zeros, jnp.zeros((), ct))
+  run_max, run_sum, x_y, wx, w_seen = _for_each_block(vocab_size, block, body, init,
+                                                      _varying_axes(h, w_cls, bias, w, y))
+  shift = finite_shift(run_max)
   if vocab.axis is not None:
     # Combine the shards' online statistics: rescale each local sum to the
     # global max; only the shard holding a token's target has a nonzero x_y.
-    local_shift = finite_shift(run_max)
-    run_max = vocab.largest(run_max)
-    rescaled = run_sum * jnp.exp(local_shift - finite_shift(run_max))
+    local_shift = shift
+    shift = finite_shift(vocab.largest(run_max))
+    rescaled = run_sum * jnp.exp(local_shift - shift)
     run_sum = vocab.total(jnp.where(run_sum > 0, rescaled, jnp.zeros_like(run_sum)))
     x_y = vocab.total(x_y)
     if eps > 0:
-      wx = vocab.total(wx)
-  return log_of_shifted_sum(run_sum, finite_shift(run_max)), x_y, wx
+      wx = vocab.total(wx + (local_shift - shift) * w_seen)
+  rel = log_of_shifted_sum(run_sum, jnp.zeros_like(run_sum))
+  return _Statistics(rel, x_y - shift, wx, rel + shift)
 
 
-def _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis):
+def _loss(h, w_cls, bias, w, y, counted, bad, eps, z, block, softcap, vocab_axis):
   vocab = _Vocab.of(w_cls.shape[0], vocab_axis)
-  lse, x_y, wx = _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab)
-  wf = w.astype(lse.dtype)
-  loss = row_loss(lse, x_y, vocab.lookup(wf, y), vocab.total(jnp.sum(wf)), wx, vocab.size, eps, z,
-                  out_of_bounds(y, vocab.size, counted), counted)
-  return loss, (lse, x_y)
+  st = _statistics(h, w_cls, bias, w, y, eps, block, softcap, vocab)
+  wf = w.astype(st.rel.dtype)
+  loss = row_loss(st.rel, st.x_y_rel, vocab.lookup(wf, y), vocab.total(jnp.sum(wf)), st.wx_rel, st.lse,
+                  vocab.size, eps, z, bad, counted)
+  return loss, st
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10))
-def fused_loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis=None):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8, 9, 10, 11))
+def fused_loss(h, w_cls, bias, w, y, counted, bad, eps, z, block, softcap, vocab_axis=None):
   """Per-token loss ``[N]`` of ``softcap(h @ w_cls.T + bias)`` against class indices ``y``.
 
   ``h [N, D]``, ``w_cls [V, D]``, ``bias [V]`` or None, class weights ``w [V]``,
-  ``y [N]`` int32, ``counted [N]`` bool. Differentiable in ``h``, ``w_cls``,
+  ``y [N]`` int32 in ``[0, V)``, ``counted [N]`` and ``bad [N]`` bool (see
+  :class:`jaxnll._targets.ClassTargets`). Differentiable in ``h``, ``w_cls``,
   ``bias`` and ``w``. With ``vocab_axis`` (inside ``shard_map``), ``w_cls``,
   ``bias`` and ``w`` are this device's slice of the vocabulary and ``y`` holds
   global class indices.
   """
-  return _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis)[0]
+  return _loss(h, w_cls, bias, w, y, counted, bad, eps, z, block, softcap, vocab_axis)[0]
 
 
-def _fused_fwd(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis):
-  loss, (lse, x_y) = _loss(h, w_cls, bias, w, y, counted, eps, z, block, softcap, vocab_axis)
-  return loss, (h, w_cls, bias, w, y, counted, lse, x_y)
+def _fused_fwd(h, w_cls, bias, w, y, counted, bad, eps, z, block, softcap, vocab_axis):
+  loss, st = _loss(h, w_cls, bias, w, y, counted, bad, eps, z, block, softcap, vocab_axis)
+  return loss, (h, w_cls, bias, w, y, counted, bad, st)
 
 
 def token_chunk(num_tokens: int, dim: int) -> int:
   """Tokens per backward tile: all of them unless an ``[N, D]`` float32 partial
-  product of the embeddings' gradient would exceed 16 MiB."""
+  product of the embeddings' gradient would exceed 16 MiB. A symbolic
+  (shape-polymorphic) count is taken whole: its tiles cannot be sized."""
+  if not isinstance(num_tokens, int):
+    return num_tokens
   return max(1, min(num_tokens, _CHUNK_ELEMENTS // max(dim, 1)))
 
 
 def _fused_bwd(eps, z, block, softcap, vocab_axis, res, g):
-  h, w_cls, bias, w, y, counted, lse, x_y = res
+  h, w_cls, bias, w, y, counted, bad, st = res
+  lse = st.lse
   num_tokens, dim = h.shape
   vocab_size = w_cls.shape[0]
   vocab = _Vocab.of(vocab_size, vocab_axis)
   ct = lse.dtype
   wf = w.astype(ct)
-  bad = out_of_bounds(y, vocab.size, counted)
   coef = row_coefficients(g.astype(ct), counted, bad, vocab.lookup(wf, y), vocab.total(jnp.sum(wf)),
                           lse, vocab.size, eps, z)
   y_local = vocab.shift(y)
@@ -306,12 +333,12 @@ def _fused_bwd(eps, z, block, softcap, vocab_axis, res, g):
   dh, dw_cls, dbias, dw_smooth = _for_each_block(vocab_size, block, vocab_block, init, varying)
 
   dh = vocab.total(dh)  # each shard of the vocabulary contributed its part
-  per_target = target_weight_grad(g.astype(ct), counted, bad, lse, x_y, eps)
+  per_target = target_weight_grad(g.astype(ct), counted, bad, st.rel, st.x_y_rel, eps)
   idx, held = vocab.owned(y)
   dw = jnp.zeros((vocab_size,), ct).at[idx].add(jnp.where(held, per_target, zero))
   if eps > 0:
     dw = dw + (jnp.sum(coef.smooth * jnp.where(counted, lse, zero)) - dw_smooth)
-  return dh.astype(h.dtype), dw_cls, dbias, dw.astype(w.dtype), None, None
+  return dh.astype(h.dtype), dw_cls, dbias, dw.astype(w.dtype), None, None, None
 
 
 fused_loss.defvjp(_fused_fwd, _fused_bwd)
@@ -320,9 +347,11 @@ fused_loss.defvjp(_fused_fwd, _fused_bwd)
 def _check_block_size(block_size: object, vocab_size: int, num_tokens: int) -> int:
   if block_size is None:
     return default_block_size(num_tokens, vocab_size)
-  if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+  if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
+    raise TypeError(f"`block_size` must be None or a positive int, got {block_size!r}.")
+  if block_size < 1:
     raise ValueError(f"`block_size` must be None or a positive int, got {block_size!r}.")
-  return min(block_size, vocab_size)
+  return min(int(block_size), vocab_size)
 
 
 def linear_cross_entropy_terms(
@@ -358,7 +387,7 @@ def linear_cross_entropy_terms(
         f"{w_cls.shape} has D={dim}; a Flax Dense kernel [D, V] is passed as `kernel.T`.")
   if vocab_size == 0:
     raise ValueError(f"`classifier` has no classes: shape {w_cls.shape}.")
-  y = v.as_array("targets", targets)
+  y = v.as_target_array("targets", targets)
   v.check_integer("targets", y, " (class indices)")
   shape = h.shape[:-1]
   if y.shape != shape:
@@ -377,26 +406,35 @@ def linear_cross_entropy_terms(
   z = v.check_z_loss(z_loss)
   cap = v.check_softcap(softcap)
   wt = v.check_weight(weight, vocab_size)
-  mask = v.check_where(where, shape)
+  mask = v.check_where(where, shape, "the targets' shape (the embeddings' shape without D)")
   num_tokens = math.prod(shape)
   block = _check_block_size(block_size, vocab_size, num_tokens)
 
   vocab = _Vocab.of(vocab_size, _check_vocab_axis(vocab_axis))
-  counted = counted_mask(y, ii, mask)
-  check_targets(y, vocab.size, counted)
+  tg = class_targets(y, vocab.size, ii, mask)
   dt = jnp.promote_types(h.dtype, w_cls.dtype)
   ct = v.compute_dtype(dt)
   w_arr = jnp.ones((vocab_size,), ct) if wt is None else wt
-  h2, y2, counted2 = h.astype(dt).reshape(num_tokens, dim), y.reshape(num_tokens), counted.reshape(num_tokens)
+  h2 = h.astype(dt).reshape(num_tokens, dim)
+  y2, counted2, bad2 = (a.reshape(num_tokens) for a in tg)
   # Inside shard_map, per-class inputs that do not vary over the axes the tokens
   # vary over (replicated over a data axis, say) are marked as varying, so their
   # gradients are summed over those axes, as for any JAX function of them; and
   # over the vocabulary axis, since each device holds its own classes.
   axes = _varying_axes(h2, y2, counted2) | frozenset(() if vocab.axis is None else (vocab.axis,))
   per_class = tuple(_vary(x, axes) for x in (w_cls.astype(dt), b, w_arr))
-  per = fused_loss(h2, *per_class, y2.astype(jnp.int32), counted2, eps, z, block, cap, vocab.axis).reshape(shape)
-  target_weight = None if wt is None else vocab.lookup(wt.astype(ct), y)
-  return LossTerms(per, _reduction.class_index_normalizer(counted, target_weight, ct), counted)
+  try:
+    per = fused_loss(h2, *per_class, y2, counted2, bad2, eps, z, block, cap, vocab.axis).reshape(shape)
+  except TypeError as e:
+    if "forward-mode" not in str(e):
+      raise
+    raise TypeError(
+        "linear_cross_entropy supports reverse-mode differentiation only (grad, vjp, jacrev): a forward "
+        "mode (jvp, jacfwd, linearize, hessian) would have to store [tokens, V] values. For forward mode "
+        "use the materializing form, jaxnll.cross_entropy(embeddings @ classifier.T + bias, targets, ...)."
+    ) from None
+  target_weight = None if wt is None else vocab.lookup(wt.astype(ct), tg.index)
+  return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted)
 
 
 def _check_vocab_axis(vocab_axis: object) -> str | None:
@@ -415,13 +453,26 @@ def _check_vocab_axis(vocab_axis: object) -> str | None:
 
 
 def _check_batch_axis(batch_axis: object) -> tuple[str, ...]:
-  """``batch_axis`` as a tuple of mesh axis names (empty for None)."""
+  """``batch_axis`` as a tuple of mesh axis names bound here (empty for None)."""
   if batch_axis is None:
     return ()
-  axes = (batch_axis,) if isinstance(batch_axis, str) else tuple(batch_axis)  # type: ignore[arg-type]
+  if isinstance(batch_axis, str):
+    axes: tuple[object, ...] = (batch_axis,)
+  elif isinstance(batch_axis, (tuple, list)):
+    axes = tuple(batch_axis)
+  else:
+    axes = ()
   if not axes or not all(isinstance(a, str) for a in axes):
     raise TypeError(f"`batch_axis` must be None, a mesh axis name or a tuple of them, got {batch_axis!r}.")
-  return axes
+  for a in axes:
+    try:
+      lax.axis_size(a)
+    except NameError:
+      raise ValueError(
+          f"`batch_axis`={batch_axis!r}: {a!r} is not a mesh axis bound here: call linear_cross_entropy "
+          f"inside jax.shard_map over a mesh with that axis, with the tokens split along it."
+      ) from None
+  return axes  # type: ignore[return-value]
 
 
 def linear_cross_entropy(

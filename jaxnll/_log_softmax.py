@@ -10,25 +10,28 @@ from jaxnll import _validation as v
 
 
 def finite_shift(m: jax.Array) -> jax.Array:
-  """A row max made safe to subtract: 0 where it is ``±inf`` (no ``inf - inf``)."""
-  return jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
+  """A row max made safe to subtract: 0 for an all ``-inf`` (or empty) row, so
+  no ``inf - inf``; NaN for a row holding ``+inf`` or NaN, whose softmax is
+  undefined (torch and optax give NaN there too)."""
+  return jnp.where(jnp.isneginf(m), jnp.zeros_like(m), jnp.where(jnp.isposinf(m), jnp.full_like(m, jnp.nan), m))
 
 
 def log_of_shifted_sum(s: jax.Array, shift: jax.Array) -> jax.Array:
-  """``log(s) + shift`` for ``s = Σ exp(x - shift)``; ``-inf`` for an empty sum,
-  whose log is never evaluated (so never differentiated)."""
-  nonempty = s > 0
-  safe_log = jnp.log(jnp.where(nonempty, s, jnp.ones_like(s)))
-  return jnp.where(nonempty, safe_log + shift, jnp.full_like(s, -jnp.inf))
+  """``log(s) + shift`` for ``s = Σ exp(x - shift)``: ``-inf`` for an empty sum,
+  whose log is never evaluated (so never differentiated), and NaN when the
+  row held a NaN (``s`` is NaN), so a NaN logit can never hide as ``-inf``."""
+  empty = s == 0
+  safe_log = jnp.log(jnp.where(empty, jnp.ones_like(s), s))
+  return jnp.where(empty, jnp.full_like(s, -jnp.inf), safe_log + shift)
 
 
 def logsumexp(x: jax.Array, axis: int, where: jax.Array | None = None) -> jax.Array:
-  """``log(sum(exp(x), axis, keepdims=True))``, stable and NaN-free.
+  """``log(sum(exp(x), axis, keepdims=True))``, stable and NaN-free for -inf.
 
   The max is shifted out under ``stop_gradient`` (it cancels exactly), an
   all ``-inf`` or fully masked row gives ``-inf`` rather than ``inf - inf``,
   and the log of an empty sum is never differentiated, so such rows get zero
-  gradients instead of NaN.
+  gradients instead of NaN. A NaN anywhere in a row gives NaN.
   """
   if where is not None:
     x = jnp.where(where, x, -jnp.inf)
@@ -52,7 +55,8 @@ def log_softmax(
     where: optional boolean mask broadcastable to ``x``; masked entries are
       left out of the normalizer and come out as ``-inf``. A fully masked (or
       all ``-inf``) row gives ``-inf`` everywhere, never NaN, and zero
-      gradients.
+      gradients. A NaN anywhere in an unmasked row makes the whole row NaN,
+      as in torch.
 
   Returns:
     An array of ``x``'s shape and dtype (the arithmetic runs in

@@ -8,11 +8,14 @@ options as extra keyword-only arguments.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnll import _validation as v
-from jaxnll._targets import check_targets, counted_mask
+from jaxnll._targets import class_targets
 from jaxnll._xent_kernel import class_index_loss, probability_loss
 
 Axis = int | tuple[int, ...] | None
@@ -25,7 +28,7 @@ def _classes_last(
   axes = tuple(range(logits.ndim)) if axis is None else v.canonical_axes(axis, logits.ndim)
   batch = tuple(a for a in range(logits.ndim) if a not in axes)
   perm = batch + axes
-  shape = tuple(logits.shape[a] for a in batch) + (-1,)
+  shape = tuple(logits.shape[a] for a in batch) + (math.prod(logits.shape[a] for a in axes),)
 
   def move(a: jax.Array | None) -> jax.Array | None:
     return None if a is None else a.transpose(perm).reshape(shape)
@@ -40,16 +43,24 @@ def _class_mask(
   if where is None:
     return None
   mask = v.as_array("where", where)
+  if mask.dtype != jnp.bool_:
+    raise TypeError(f"`where` must be a boolean array, got {mask.dtype}.")
+  given = mask.shape
+  expand = tuple(range(logits.ndim)) if axis is None else v.canonical_axes(axis, logits.ndim)
+  example_shape = tuple(n for a, n in enumerate(logits.shape) if a not in expand)
   if mask.ndim != logits.ndim:
-    expand = tuple(range(logits.ndim)) if axis is None else v.canonical_axes(axis, logits.ndim)
     try:
       mask = jnp.expand_dims(mask, expand)
+      np.broadcast_shapes(mask.shape, logits.shape)
     except ValueError:
-      raise ValueError(
-          f"`where` of shape {mask.shape} fits neither the logits' shape "
-          f"{logits.shape} nor their example shape."
-      ) from None
-  return v.check_where(mask, logits.shape)
+      mask = None
+  if mask is None or np.broadcast_shapes(mask.shape, logits.shape) != logits.shape:
+    raise ValueError(
+        f"`where` of shape {given} broadcasts neither to the logits' shape {logits.shape} "
+        f"(masking classes) nor to their example shape {example_shape} (masking examples)."
+    )
+  with jax.ensure_compile_time_eval():  # stays concrete for a concrete mask
+    return jnp.broadcast_to(mask, logits.shape)
 
 
 def _masked_logits(x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
@@ -165,13 +176,13 @@ def softmax_cross_entropy_with_integer_labels(
   """
   x = v.as_array("logits", logits)
   v.check_floating("logits", x)
-  y = v.as_array("labels", labels)
+  y = v.as_target_array("labels", labels)
   v.check_integer("labels", y)
   if not isinstance(axis, (int, tuple)) or isinstance(axis, bool):
     raise TypeError(f"`axis` must be an int or a tuple of ints, got {axis!r}.")
   ii = v.check_ignore_index(ignore_index, allow_none=True)
   eps = v.check_label_smoothing(label_smoothing)
-  with jax.ensure_compile_time_eval():  # a concrete mask stays concrete for check_targets
+  with jax.ensure_compile_time_eval():  # a concrete mask stays concrete for the target checks
     mask = _class_mask(where, x, axis)
     x, (mask,) = _classes_last(x, axis, mask)
   if y.shape != x.shape[:-1]:
@@ -180,6 +191,16 @@ def softmax_cross_entropy_with_integer_labels(
         f"{x.shape[:-1]}, got {y.shape}."
     )
   x, rows = _masked_logits(x, mask)
-  counted = counted_mask(y, ii, rows)
-  check_targets(y, x.shape[-1], counted)
-  return class_index_loss(x, y, _weight(weight, x), counted, x.ndim - 1, eps, 0.0, True)
+  num_classes = x.shape[-1]
+  tg = class_targets(y, num_classes, ii, None if mask is None else rows)
+  w = _weight(weight, x)
+  if mask is None or eps == 0:
+    return class_index_loss(x, w, tg.index, tg.counted, tg.bad, x.ndim - 1, eps, 0.0, True)
+  # Smoothing spreads ε over the classes `where` keeps (optax.smooth_labels
+  # on the masked classes): the same loss with probability targets.
+  ct = v.compute_dtype(x.dtype)
+  kept = mask.astype(ct)
+  onehot = (jnp.arange(num_classes) == tg.index[..., None]).astype(ct)
+  smoothed = (1.0 - eps) * onehot + eps * kept / jnp.maximum(jnp.sum(kept, axis=-1, keepdims=True), 1.0)
+  nan_rows = jnp.where(tg.bad, jnp.full((), jnp.nan, ct), jnp.zeros((), ct))[..., None]
+  return probability_loss(x.astype(ct) + nan_rows, smoothed, w, tg.counted, x.ndim - 1, 0.0, 0.0)

@@ -10,6 +10,7 @@ carried as additive sums (``loss_sum``, ``normalizer``, ``correct``,
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,6 +50,15 @@ def as_loss_object(loss: LossLike) -> CrossEntropyLoss | NLLLoss:
   return cls(**kwargs)
 
 
+def _training_loss(loss: LossLike) -> CrossEntropyLoss | NLLLoss:
+  """:func:`as_loss_object`, refusing a loss that does not reduce (nothing to train on)."""
+  obj = as_loss_object(loss)
+  if obj.reduction == "none":
+    raise ValueError(
+        f"`loss` must reduce ('mean', 'safe_mean' or 'sum') to train on it, got reduction='none' in {obj!r}.")
+  return obj
+
+
 def loss_and_metrics(outputs: jax.Array, batch: Batch, loss: LossLike) -> tuple[jax.Array, Metrics]:
   """The reduced loss of ``outputs`` against ``batch``, and additive metric sums.
 
@@ -60,9 +70,7 @@ def loss_and_metrics(outputs: jax.Array, batch: Batch, loss: LossLike) -> tuple[
     masked targets. Use with ``jax.value_and_grad(..., has_aux=True)`` or
     ``nnx.value_and_grad``.
   """
-  obj = as_loss_object(loss)
-  if obj.reduction == "none":
-    raise ValueError("`loss` must reduce ('mean', 'safe_mean' or 'sum') to train on it.")
+  obj = _training_loss(loss)
   targets = jnp.asarray(batch["targets"])
   where = batch.get("where")
   terms = obj.terms(outputs, targets, where=where)
@@ -116,7 +124,7 @@ def make_loss_fn(
     loss: a loss object, ``jaxnll.cross_entropy`` / ``nll_loss`` or a
       ``functools.partial`` of them.
   """
-  obj = as_loss_object(loss)
+  obj = _training_loss(loss)
 
   def loss_fn(params: Any, batch: Batch) -> tuple[jax.Array, Metrics]:
     return loss_and_metrics(apply_fn(params, batch["inputs"]), batch, obj)
@@ -124,16 +132,38 @@ def make_loss_fn(
   return loss_fn
 
 
-def _split(batch: Batch, steps: int) -> Batch:
-  def split(a: Any) -> Any:
-    a = jnp.asarray(a)
-    if a.shape[0] % steps:
-      raise ValueError(
-          f"batch size {a.shape[0]} is not divisible by accumulation_steps={steps}."
-      )
-    return a.reshape(steps, a.shape[0] // steps, *a.shape[1:])
+def _check_accumulation_steps(steps: object) -> int:
+  if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
+    raise TypeError(f"`accumulation_steps` must be an int >= 1, got {steps!r}.")
+  if steps < 1:
+    raise ValueError(f"`accumulation_steps` must be an int >= 1, got {steps!r}.")
+  return int(steps)
 
-  return {k: split(v) for k, v in batch.items()}
+
+def _split(batch: Batch, steps: int) -> tuple[Any, Callable[[Any], Batch]]:
+  """The batch's arrays split into ``steps`` micro-batches along their leading
+  axis (to scan over), and how to rebuild a micro-batch from one slice of them.
+
+  Scalars (and ``None`` entries) are not split: every micro-batch sees them as they are.
+  """
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(batch)
+  arrays = [jnp.asarray(a) for _, a in leaves]
+  split = [i for i, a in enumerate(arrays) if a.ndim > 0]
+  for i in split:
+    size = arrays[i].shape[0]
+    if size % steps:
+      raise ValueError(
+          f"batch{jax.tree_util.keystr(leaves[i][0])} has leading size {size}, not divisible by "
+          f"accumulation_steps={steps}.")
+  stacked = [arrays[i].reshape(steps, arrays[i].shape[0] // steps, *arrays[i].shape[1:]) for i in split]
+
+  def rebuild(parts: Any) -> Batch:
+    full = list(arrays)
+    for i, part in zip(split, parts, strict=True):
+      full[i] = part
+    return jax.tree_util.tree_unflatten(treedef, full)
+
+  return stacked, rebuild
 
 
 def make_grad_fn(
@@ -148,30 +178,32 @@ def make_grad_fn(
   full-batch weighted mean exactly (a mean of per-micro-batch means does not
   when weights, ``ignore_index`` or padding make the normalizers differ).
   """
-  obj = as_loss_object(loss)
+  obj = _training_loss(loss)
   loss_fn = make_loss_fn(apply_fn, obj)
-  if accumulation_steps < 1:
-    raise ValueError(f"`accumulation_steps` must be >= 1, got {accumulation_steps}.")
+  steps = _check_accumulation_steps(accumulation_steps)
 
   def sum_fn(params: Any, batch: Batch) -> tuple[jax.Array, Metrics]:
     _, metrics = loss_fn(params, batch)
     return metrics["loss_sum"], metrics
 
   def grad_fn(params: Any, batch: Batch) -> tuple[jax.Array, Any, Metrics]:
-    if accumulation_steps == 1:
+    if steps == 1:
       (_, metrics), grads = jax.value_and_grad(sum_fn, has_aux=True)(params, batch)
     else:
-      micro = _split(batch, accumulation_steps)
+      stacked, rebuild = _split(batch, steps)
 
-      def body(carry, mb):
-        (_, m), g = jax.value_and_grad(sum_fn, has_aux=True)(params, mb)
+      def body(carry, parts):
+        (_, m), g = jax.value_and_grad(sum_fn, has_aux=True)(params, rebuild(parts))
         return merge_metrics(carry, (g, m)), None
 
       zero_g = jax.tree_util.tree_map(jnp.zeros_like, params)
-      first = jax.tree_util.tree_map(lambda a: a[0], micro)
+      first = rebuild([a[0] for a in stacked])
       zero_m = jax.tree_util.tree_map(jnp.zeros_like, jax.eval_shape(sum_fn, params, first)[1])
-      (grads, metrics), _ = jax.lax.scan(body, (zero_g, zero_m), micro)
-    scale = finalize_loss(jnp.ones_like(metrics["normalizer"]), metrics["normalizer"], obj.reduction)
+      (grads, metrics), _ = jax.lax.scan(body, (zero_g, zero_m), stacked)
+    # Gradients are scaled by 1/normalizer only where it is nonzero: a batch
+    # with nothing counted (all padding) has zero gradients, not 0 * inf = NaN.
+    scale = finalize_loss(jnp.ones_like(metrics["normalizer"]), metrics["normalizer"], "safe_mean"
+                          if obj.reduction != "sum" else "sum")
     grads = jax.tree_util.tree_map(lambda g: g * scale.astype(g.dtype), grads)
     value = finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction)
     return value, grads, metrics
@@ -198,17 +230,30 @@ def make_train_step(
 
   ``metrics`` holds the summed metrics plus ``loss`` and ``accuracy``.
   """
-  import optax
-
+  optax = _import_optax()
   grad_fn = make_grad_fn(apply_fn, loss, accumulation_steps=accumulation_steps)
 
   def train_step(params: Any, opt_state: Any, batch: Batch) -> tuple[Any, Any, Metrics]:
     value, grads, metrics = grad_fn(params, batch)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return params, opt_state, _with_rates(metrics, value)
+    updates, new_state = optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    # A batch with nothing counted (all padding) leaves params and optimizer
+    # state as they were: even zero gradients move Adam's moments.
+    counted = metrics["count"] > 0
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(counted, a, b), new, old)
+    return keep(new_params, params), keep(new_state, opt_state), _with_rates(metrics, value)
 
   return jax.jit(train_step, donate_argnums=(0, 1)) if jit else train_step
+
+
+def _import_optax() -> Any:
+  try:
+    import optax
+  except ModuleNotFoundError:
+    raise ModuleNotFoundError(
+        "jaxnll.training.make_train_step needs optax: pip install 'jaxnll[training]' (or pip install optax)."
+    ) from None
+  return optax
 
 
 def _with_rates(metrics: Metrics, value: jax.Array) -> Metrics:

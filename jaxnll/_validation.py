@@ -30,6 +30,21 @@ def as_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
     ) from None
 
 
+def as_target_array(name: str, value: object) -> jax.Array | np.ndarray:
+  """Targets as given: JAX arrays (and tracers) unchanged, host data as a NumPy
+  array in its own dtype, so integer targets can be classified before JAX
+  narrows them (``int64`` → ``int32`` without x64) or anything wraps."""
+  if isinstance(value, (jax.Array, jax.core.Tracer)):
+    return value  # type: ignore[return-value]
+  try:
+    arr = np.asarray(value)
+  except (TypeError, ValueError) as e:
+    raise TypeError(f"`{name}` must be an array, got {type(value).__name__}: {e}") from None
+  if arr.dtype == object:
+    raise TypeError(f"`{name}` must be an array of numbers, got {type(value).__name__} of objects.")
+  return arr
+
+
 def check_floating(name: str, x: jax.Array) -> None:
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(
@@ -147,8 +162,8 @@ def check_weight(weight: object, num_classes: int) -> jax.Array | None:
   return w
 
 
-def check_where(where: object, shape: tuple[int, ...]) -> jax.Array | None:
-  """A boolean mask broadcastable to ``shape``, broadcast to it."""
+def check_where(where: object, shape: tuple[int, ...], what: str = "the targets' shape") -> jax.Array | None:
+  """A boolean mask broadcastable to ``shape`` (described as ``what`` in errors), broadcast to it."""
   if where is None:
     return None
   mask = as_array("where", where)  # type: ignore[arg-type]
@@ -160,8 +175,83 @@ def check_where(where: object, shape: tuple[int, ...]) -> jax.Array | None:
     fits = False
   if not fits:
     raise ValueError(
-        f"`where` of shape {mask.shape} does not broadcast to the targets' "
-        f"shape {tuple(shape)}."
+        f"`where` of shape {mask.shape} does not broadcast to {what}, {tuple(shape)}."
     )
   with jax.ensure_compile_time_eval():  # stays concrete for a concrete mask
     return jnp.broadcast_to(mask, shape)
+
+
+KL_REDUCTIONS = (*REDUCTIONS, "batchmean")
+
+
+def check_kl_reduction(reduction: object) -> str:
+  if reduction not in KL_REDUCTIONS:
+    raise ValueError(
+        f"`reduction` must be one of {KL_REDUCTIONS}, got {reduction!r}."
+    )
+  return str(reduction)
+
+
+def check_real(name: str, x: jax.Array) -> None:
+  """Boolean, integer or floating: values that convert to a real loss dtype."""
+  if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
+          or x.dtype == jnp.bool_):
+    raise TypeError(
+        f"`{name}` must have a real (floating, integer or bool) dtype, got {x.dtype} instead."
+    )
+
+
+def check_flag(name: str, value: object) -> bool:
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(f"`{name}` must be a bool, got {value!r}.")
+  return bool(value)
+
+
+def check_positive(name: str, value: object) -> float:
+  x = _static_float(name, value)
+  if not (x > 0.0 and np.isfinite(x)):
+    raise ValueError(f"`{name}` must be finite and > 0, got {value!r}.")
+  return x
+
+
+def check_nonnegative(name: str, value: object) -> float:
+  x = _static_float(name, value)
+  if not (x >= 0.0 and np.isfinite(x)):
+    raise ValueError(f"`{name}` must be finite and >= 0, got {value!r}.")
+  return x
+
+
+def check_finite(name: str, value: object) -> float:
+  x = _static_float(name, value)
+  if not np.isfinite(x):
+    raise ValueError(f"`{name}` must be finite, got {value!r}.")
+  return x
+
+
+def check_weight_array(name: str, weight: object) -> jax.Array | None:
+  """An optional floating array of weights (its shape is checked against the input later)."""
+  if weight is None:
+    return None
+  w = as_array(name, weight)  # type: ignore[arg-type]
+  if not jnp.issubdtype(w.dtype, jnp.floating):
+    raise TypeError(f"`{name}` must have a floating dtype, got {w.dtype} instead.")
+  return w
+
+
+def check_broadcast_weight(
+    name: str, weight: object, shape: tuple[int, ...], expected: str = ""
+) -> jax.Array | None:
+  """Optional floating weights broadcastable to ``shape`` (never enlarging it), broadcast to it."""
+  w = check_weight_array(name, weight)
+  if w is None:
+    return None
+  try:
+    fits = np.broadcast_shapes(w.shape, shape) == tuple(shape)
+  except ValueError:
+    fits = False
+  if not fits:
+    raise ValueError(
+        f"`{name}` of shape {w.shape} does not broadcast to the input's shape "
+        f"{tuple(shape)}{expected}."
+    )
+  return jnp.broadcast_to(w, shape)

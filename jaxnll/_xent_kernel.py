@@ -1,6 +1,6 @@
-"""Per-element cross-entropy with a one-pass backward (the loss math, once).
+"""Per-element cross-entropy with an exact, linear tangent rule (the loss math, once).
 
-Two kernels, one per kind of target, both ``custom_vjp``:
+Two kernels, one per kind of target, both ``jax.custom_jvp``:
 
 * :func:`class_index_loss` — class-index targets ``y``:
   ``l = (1-ε) w[y] (lse - x[y]) + (ε/C) Σ_c w_c (lse - x_c) + z lse²``; with
@@ -9,20 +9,30 @@ Two kernels, one per kind of target, both ``custom_vjp``:
 * :func:`probability_loss` — probability targets ``t``:
   ``l = Σ_c w_c t'_c (lse - x_c) + z lse²`` with ``t' = (1-ε) t + ε/C``.
 
-The differentiated forward keeps the inputs, the per-element ``lse`` and, for
-class-index targets, ``exp(x - max)`` with its row sums: on CPU ``exp`` is the
-dominant cost, so it is evaluated once. The backward is one elementwise pass,
-``coef · softmax - target_mass``, with no one-hot or scatter buffer of its own.
-(The non-differentiated call keeps nothing.) Elements that are not counted get
-a zero loss and an exactly zero gradient row whatever their logits (``-inf``
-rows included) and whatever cotangent reaches them (an all-ignored mean sends
-``inf``). A counted class index outside ``[0, C)`` gives a NaN loss and a NaN
-gradient row.
+Why a custom JVP: its tangent rule is written *linear in the tangents*, with
+coefficients computed from ``e = exp(x - max)``, so forward mode (``jvp``,
+``jacfwd``, ``hessian`` in either order) works, and reverse mode is JAX's
+transpose of the same rule: one elementwise pass
+``(coef / Σe) · e - target mass`` over the logits, reusing the forward's ``e``
+(on CPU ``exp`` is the dominant cost, so it is evaluated once).
 
-For probability targets a term whose coefficient is zero contributes zero
-even against an infinite logit (``0 · inf`` is taken as 0), so a probability
-of 0 masks a ``-inf`` logit rather than turning the loss into NaN. The
-label-smoothing sum of class-index targets is computed as torch does.
+Numerics, decided here for every front door:
+
+* Terms are taken relative to the row max ``m``: ``lse - x_c`` is computed as
+  ``log Σe - (x_c - m)``, so the error does not grow with the logits' offset
+  (label smoothing included).
+* Elements that are not counted (ignored or masked) have their logits (and
+  probability targets) replaced by 0 before anything else: their loss is 0
+  and their value, gradient and tangent rows are exactly 0 whatever they held
+  (NaN and ±inf included), whatever cotangent reaches them (an all-ignored
+  mean sends NaN).
+* A NaN anywhere in a counted row, or a ``+inf`` logit (whose softmax is
+  undefined), gives a NaN loss and NaN gradient row, as in torch and optax.
+* A counted class index outside ``[0, C)`` gives a NaN loss, a NaN gradient
+  row and NaN tangents (for that element only).
+* For probability targets a term whose coefficient is zero contributes zero
+  even against an infinite logit (``0 · inf`` is taken as 0), so a probability
+  of 0 masks a ``-inf`` logit rather than turning the loss into NaN.
 """
 
 from __future__ import annotations
@@ -33,9 +43,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
-from jaxnll._log_softmax import finite_shift, log_of_shifted_sum, logsumexp
-from jaxnll._targets import out_of_bounds
+from jaxnll._log_softmax import finite_shift, log_of_shifted_sum
 from jaxnll._validation import compute_dtype
 
 
@@ -53,27 +63,41 @@ def _along(w: jax.Array, axis: int, ndim: int) -> jax.Array:
   return w.reshape((1,) * axis + (w.shape[0],) + (1,) * (ndim - axis - 1))
 
 
-def _lse(xf: jax.Array, axis: int, normalize: bool) -> jax.Array:
-  if normalize:
-    return logsumexp(xf, axis)
-  return jnp.zeros(xf.shape[:axis] + (1,) + xf.shape[axis + 1 :], xf.dtype)
+def _is_zero(t: object) -> bool:
+  return isinstance(t, SymbolicZero)
+
+
+class Softmax(NamedTuple):
+  """A row's softmax pieces, all relative to its max ``m`` (kept with a size-1 class axis).
+
+  ``x - m`` (the shifted logits), ``e = exp(x - m)``, ``total = Σ e``,
+  ``rel = log Σ e`` (``-inf`` for an empty row, NaN for a NaN row) and
+  ``lse = rel + m``.
+  """
+
+  shifted: jax.Array
+  e: jax.Array
+  total: jax.Array
+  rel: jax.Array
+  lse: jax.Array
+
+
+def softmax_pieces(xf: jax.Array, axis: int) -> Softmax:
+  """:class:`Softmax` of ``xf`` over ``axis``; ``m`` is a constant (it cancels exactly)."""
+  m = finite_shift(lax.stop_gradient(jnp.max(xf, axis=axis, keepdims=True)))
+  shifted = xf - m
+  e = jnp.exp(shifted)
+  total = jnp.sum(e, axis=axis, keepdims=True)
+  rel = log_of_shifted_sum(total, jnp.zeros_like(total))
+  return Softmax(shifted, e, total, rel, rel + m)
+
+
+def _nan_where(bad: jax.Array, dtype) -> jax.Array:
+  return jnp.where(bad, jnp.full((), jnp.nan, dtype), jnp.zeros((), dtype))
 
 
 # --------------------------------------------------------------------------
-# Class-index targets.
-
-
-def _class_sum(xf: jax.Array, wf: jax.Array, axis: int) -> jax.Array:
-  """``Σ_c w_c x_c`` over ``axis``: one GEMV pass, no ``[..., C]`` temporary."""
-  return jnp.tensordot(xf, wf, axes=((axis,), (0,)), precision=lax.Precision.HIGHEST)
-
-
-def _shifted_exp(xf: jax.Array, axis: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """``(exp(x - m), Σ exp(x - m), lse)`` with the row max ``m`` (0 if not finite)."""
-  m = finite_shift(jnp.max(xf, axis=axis, keepdims=True))
-  e = jnp.exp(xf - m)
-  total = jnp.sum(e, axis=axis, keepdims=True)
-  return e, total, log_of_shifted_sum(total, m)
+# Per-row formulas, shared with the fused linear + cross-entropy.
 
 
 class RowCoefficients(NamedTuple):
@@ -86,17 +110,18 @@ class RowCoefficients(NamedTuple):
   nan_row: jax.Array
 
 
-def row_loss(lse, x_y, w_y, sum_w, wx_sum, num_classes, eps, z, bad, counted):
+def row_loss(rel, x_y_rel, w_y, sum_w, wx_rel, lse, num_classes, eps, z, bad, counted):
   """The class-index loss of one element from its statistics.
 
-  ``lse`` is the row's logsumexp, ``x_y`` its target logit, ``w_y`` the target's
-  weight, ``sum_w = Σ_c w_c`` and ``wx_sum = Σ_c w_c x_c`` (used only when
-  ``eps > 0``). Elementwise, so any matching shapes work.
+  ``rel = lse - m`` and ``x_y_rel = x_y - m`` are relative to the row's
+  shift ``m``; ``w_y`` is the target's weight, ``sum_w = Σ_c w_c`` and
+  ``wx_rel = Σ_c w_c (x_c - m)`` (used only when ``eps > 0``). Elementwise,
+  so any matching shapes work.
   """
-  loss = (1.0 - eps) * w_y * (lse - x_y)
+  loss = (1.0 - eps) * w_y * (rel - x_y_rel)
   if eps > 0:
-    # Σ_c w_c (lse - x_c), as torch computes it (a -inf logit of weight 0 is NaN there too).
-    loss = loss + (eps / num_classes) * (sum_w * lse - wx_sum)
+    # Σ_c w_c (lse - x_c), relative to m so that it does not cancel.
+    loss = loss + (eps / num_classes) * (sum_w * rel - wx_rel)
   if z > 0:
     loss = loss + z * lse**2
   loss = jnp.where(bad, jnp.full_like(loss, jnp.nan), loss)
@@ -113,116 +138,110 @@ def row_coefficients(g, counted, bad, w_y, sum_w, lse, num_classes, eps, z) -> R
   softmax = target + smooth * sum_w
   if z > 0:
     softmax = softmax + g * (2.0 * z) * lse
-  nan_row = jnp.where(bad, jnp.full((), jnp.nan, g.dtype), zero)
-  return RowCoefficients(softmax, target, smooth, nan_row)
+  return RowCoefficients(softmax, target, smooth, _nan_where(bad, g.dtype))
 
 
-def target_weight_grad(g, counted, bad, lse, x_y, eps):
+def target_weight_grad(g, counted, bad, rel, x_y_rel, eps):
   """Each element's ``dL/dw_y`` from its own target term (scattered onto ``y`` by the caller)."""
   ok = counted & ~bad
-  return jnp.where(ok, g * (1.0 - eps) * (lse - x_y), jnp.zeros((), g.dtype))
+  return jnp.where(ok, g * (1.0 - eps) * (rel - x_y_rel), jnp.zeros((), g.dtype))
 
 
-def _class_index_forward(x, y, w, counted, axis, eps, z, normalize, keep_exp=False):
+# --------------------------------------------------------------------------
+# Class-index targets.
+
+
+class _ClassIndexForward(NamedTuple):
+  loss: jax.Array
+  xf: jax.Array
+  soft: Softmax | None
+  w_y: jax.Array
+  x_y_rel: jax.Array
+  is_target: jax.Array
+
+
+def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> _ClassIndexForward:
   ct = compute_dtype(x.dtype)
-  xf = x.astype(ct)
+  keep = _expand(counted, axis)
+  xf = jnp.where(keep, x.astype(ct), jnp.zeros((), ct))
   wf = w.astype(ct)
   num_classes = x.shape[axis]
-  yc = jnp.clip(y, 0, num_classes - 1).astype(jnp.int32)
-  e: jax.Array | None = None
-  total: jax.Array | None = None
-  if normalize and keep_exp:
-    e, total, lse = _shifted_exp(xf, axis)
-  else:
-    lse = _lse(xf, axis, normalize)
-  row_lse = jnp.squeeze(lse, axis)
-  x_y = jnp.squeeze(jnp.take_along_axis(xf, _expand(yc, axis), axis=axis), axis)
-  wx_sum = _class_sum(xf, wf, axis) if eps > 0 else None
-  loss = row_loss(row_lse, x_y, wf[yc], jnp.sum(wf), wx_sum, num_classes, eps, z,
-                  out_of_bounds(y, num_classes, counted), counted)
-  return loss, (lse, e, total)
+  idx = _expand(index, axis)
+  is_target = lax.broadcasted_iota(jnp.int32, x.shape, axis) == idx
+  soft = softmax_pieces(xf, axis) if normalize else None
+  shifted = xf if soft is None else soft.shifted
+  x_y_rel = jnp.take_along_axis(shifted, idx, axis=axis)
+  rel = jnp.zeros_like(x_y_rel) if soft is None else soft.rel
+  lse = rel if soft is None else soft.lse
+  w_y = wf[idx]
+  wx_rel = None
+  if eps > 0:
+    wx_rel = jnp.sum(shifted * _along(wf, axis, x.ndim), axis=axis, keepdims=True)
+  loss = row_loss(rel, x_y_rel, w_y, jnp.sum(wf), wx_rel, lse, num_classes, eps, z,
+                  _expand(bad, axis), keep)
+  return _ClassIndexForward(jnp.squeeze(loss, axis), xf, soft, w_y, x_y_rel, is_target)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
-def class_index_loss(x, y, w, counted, axis, eps, z, normalize):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
+def class_index_loss(x, w, index, counted, bad, axis, eps, z, normalize):
   """Per-element loss for class-index targets; see the module docstring.
 
   Args:
     x: logits (or log-probabilities when ``normalize`` is False), any float.
-    y: integer targets, ``x``'s shape without ``axis``.
-    w: class weights ``[C]`` (ones when the caller has none).
-    counted: bool, ``y``'s shape; False elements are ignored.
+    w: class weights ``[C]`` (ones when the caller has none); differentiable.
+    index: int32 class indices in ``[0, C)``, ``x``'s shape without ``axis``.
+    counted: bool, ``index``'s shape; False elements are ignored.
+    bad: bool, counted elements whose target was out of range (NaN).
     axis: the class axis, non-negative.
     eps: label smoothing, a Python float.
     z: z-loss coefficient, a Python float.
     normalize: whether to apply log-softmax (cross-entropy) or not (NLL).
 
   Returns:
-    ``[y.shape]`` losses in ``promote_types(x.dtype, float32)``.
+    ``[index.shape]`` losses in ``promote_types(x.dtype, float32)``.
   """
-  return _class_index_forward(x, y, w, counted, axis, eps, z, normalize)[0]
+  return _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize).loss
 
 
-def _class_index_fwd(x, y, w, counted, axis, eps, z, normalize):
-  loss, (lse, e, total) = _class_index_forward(
-      x, y, w, counted, axis, eps, z, normalize, keep_exp=True)
-  return loss, (x, y, w, counted, lse, e, total)
-
-
-def _class_index_bwd(axis, eps, z, normalize, res, g):
-  x, y, w, counted, lse, e, total = res
-  ct = compute_dtype(x.dtype)
-  xf = x.astype(ct)
-  wf = w.astype(ct)
+def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
+  x, w, index, counted, bad = primals
+  dx, dw = tangents[0], tangents[1]
+  fwd = _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize)
+  ct = fwd.xf.dtype
   num_classes = x.shape[axis]
+  wf = w.astype(ct)
   zero = jnp.zeros((), ct)
-  # Per-row values are kept with a size-1 class axis (like ``lse``), so the
-  # one [..., C] pass below broadcasts them without any reshape.
-  counted_e = _expand(counted, axis)
-  y_e = _expand(jnp.clip(y, 0, num_classes - 1).astype(jnp.int32), axis)
-  g_e = _expand(g.astype(ct), axis)
-  bad_e = _expand(out_of_bounds(y, num_classes, counted), axis)
-  coef = row_coefficients(g_e, counted_e, bad_e, wf[y_e], jnp.sum(wf), lse, num_classes, eps, z)
-
-  # dx = coef.softmax * softmax - coef.smooth * w - coef.target * onehot (+ NaN
-  # rows), with softmax = e / total from the forward's e = exp(x - max).
-  if normalize:
-    # NaN rows come through the scale: e >= 0 is finite, so NaN * e is NaN.
-    # The division comes last so that XLA computes the per-row scale once, in
-    # its own fusion, instead of re-deriving the masks for every element of
-    # the [..., C] pass (a cheap producer is duplicated into its consumer; a
-    # division is not). Rows not counted divide 0 by 1.
-    numerator = jnp.where(counted_e, coef.softmax, zero) + coef.nan_row
-    scale = numerator / jnp.where(counted_e, total, jnp.ones((), ct))
-    dx = scale * e
-  else:
-    dx = jnp.broadcast_to(coef.nan_row, x.shape)
-  if eps > 0:
-    dx = dx - coef.smooth * _along(wf, axis, x.ndim)
-  if axis == x.ndim - 1:
-    # Classes last: a scatter-add of the target entries, in place, is cheaper
-    # than comparing every class index with the target.
-    rows = dx.reshape(-1, num_classes)
-    rows = rows.at[jnp.arange(rows.shape[0]), y_e.ravel()].add(-coef.target.ravel())
-    dx = rows.reshape(x.shape)
-  else:
-    is_target = lax.broadcasted_iota(jnp.int32, x.shape, axis) == y_e
-    dx = dx - jnp.where(is_target, coef.target, zero)
-
-  x_y = jnp.take_along_axis(xf, y_e, axis=axis)
-  per_target = target_weight_grad(g_e, counted_e, bad_e, lse, x_y, eps)
-  dw = jnp.zeros((num_classes,), ct).at[y_e.ravel()].add(per_target.ravel())
-  if eps > 0:
-    # d/dw_c of (ε/C) Σ_c w_c (lse - x_c), summed over elements.
-    all_axes = tuple(range(x.ndim))
-    other_axes = tuple(a for a in all_axes if a != axis)
-    g_x = jnp.tensordot(jnp.squeeze(coef.smooth, axis), xf, axes=(tuple(range(x.ndim - 1)), other_axes),
-                        precision=lax.Precision.HIGHEST)
-    dw = dw + (jnp.sum(coef.smooth * jnp.where(counted_e, lse, zero)) - g_x)
-  return dx.astype(x.dtype), None, dw.astype(w.dtype), None
-
-
-class_index_loss.defvjp(_class_index_fwd, _class_index_bwd)
+  keep = _expand(counted, axis)
+  bad_e = _expand(bad, axis)
+  nan_row = _nan_where(bad_e, ct)
+  soft = fwd.soft
+  rel = zero if soft is None else soft.rel
+  lse = zero if soft is None else soft.lse
+  one = jnp.ones((), ct)
+  coef = row_coefficients(one, keep, bad_e, fwd.w_y, jnp.sum(wf), lse, num_classes, eps, z)
+  out = jnp.zeros(fwd.loss.shape, ct)
+  if not _is_zero(dx):
+    dxf = dx.astype(ct)
+    if soft is None:
+      t = nan_row * jnp.sum(dxf, axis=axis, keepdims=True)
+    else:
+      # Per-row scale first, then one pass over the logits; NaN rows ride on
+      # the scale (e >= 0 is finite for a counted row without NaN).
+      scale = (coef.softmax + nan_row) / jnp.where(keep, soft.total, one)
+      t = scale * jnp.sum(soft.e * dxf, axis=axis, keepdims=True)
+    t = t - coef.target * jnp.sum(jnp.where(fwd.is_target, dxf, zero), axis=axis, keepdims=True)
+    if eps > 0:
+      t = t - coef.smooth * jnp.sum(_along(wf, axis, x.ndim) * dxf, axis=axis, keepdims=True)
+    out = out + jnp.squeeze(t, axis)
+  if not _is_zero(dw):
+    dwf = dw.astype(ct)
+    t = target_weight_grad(one, keep, bad_e, rel, fwd.x_y_rel, eps) * dwf[_expand(index, axis)]
+    if eps > 0:
+      neg_lp = jnp.where(keep, rel - (fwd.xf if soft is None else soft.shifted), zero)
+      t = t + coef.smooth * jnp.sum(neg_lp * _along(dwf, axis, x.ndim), axis=axis, keepdims=True)
+    t = t + nan_row * jnp.sum(dwf)
+    out = out + jnp.squeeze(t, axis)
+  return fwd.loss, jnp.where(counted, out, jnp.zeros((), ct))
 
 
 # --------------------------------------------------------------------------
@@ -235,56 +254,68 @@ def _smoothed(t: jax.Array, eps: float, num_classes: int) -> jax.Array:
   return (1.0 - eps) * t + eps / num_classes
 
 
-def _probability_forward(x, t, w, counted, axis, eps, z):
+class _ProbabilityForward(NamedTuple):
+  loss: jax.Array
+  soft: Softmax
+  tf: jax.Array
+  mass: jax.Array
+  neg_lp: jax.Array
+
+
+def _probability_forward(x, t, w, counted, axis, eps, z) -> _ProbabilityForward:
   ct = compute_dtype(x.dtype)
-  xf = x.astype(ct)
+  keep = _expand(counted, axis)
+  xf = jnp.where(keep, x.astype(ct), jnp.zeros((), ct))
   num_classes = x.shape[axis]
   w_b = _along(w.astype(ct), axis, x.ndim)
-  mass = w_b * _smoothed(t.astype(ct), eps, num_classes)
-  lse = logsumexp(xf, axis)
-  loss = jnp.sum(_zero_safe_product(mass, lse - xf), axis=axis)
+  tf = _smoothed(jnp.where(keep, t.astype(ct), jnp.zeros((), ct)), eps, num_classes)
+  mass = w_b * tf
+  soft = softmax_pieces(xf, axis)
+  neg_lp = soft.rel - soft.shifted
+  loss = jnp.sum(_zero_safe_product(mass, neg_lp), axis=axis)
   if z > 0:
-    loss = loss + z * jnp.squeeze(lse, axis) ** 2
+    loss = loss + z * jnp.squeeze(soft.lse, axis) ** 2
   loss = jnp.where(counted, loss, jnp.zeros_like(loss))
-  return loss, (lse, mass, w_b)
+  return _ProbabilityForward(loss, soft, tf, mass, neg_lp)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
 def probability_loss(x, t, w, counted, axis, eps, z):
   """Per-element loss for probability targets ``t`` of ``x``'s shape.
 
   Differentiable in ``x``, ``t`` and ``w``. Returns ``x``'s shape without
   ``axis``, in ``promote_types(x.dtype, float32)``.
   """
-  return _probability_forward(x, t, w, counted, axis, eps, z)[0]
+  return _probability_forward(x, t, w, counted, axis, eps, z).loss
 
 
-def _probability_fwd(x, t, w, counted, axis, eps, z):
-  loss, (lse, _, _) = _probability_forward(x, t, w, counted, axis, eps, z)
-  return loss, (x, t, w, counted, lse)
-
-
-def _probability_bwd(axis, eps, z, res, g):
-  x, t, w, counted, lse = res
-  ct = compute_dtype(x.dtype)
-  xf = x.astype(ct)
-  num_classes = x.shape[axis]
-  w_b = _along(w.astype(ct), axis, x.ndim)
-  tf = _smoothed(t.astype(ct), eps, num_classes)
-  mass = w_b * tf
-  g = _expand(jnp.where(counted, g.astype(ct), jnp.zeros((), ct)), axis)
+def _probability_jvp(axis, eps, z, primals, tangents):
+  x, t, w, counted = primals
+  dx, dt, dw = tangents[0], tangents[1], tangents[2]
+  fwd = _probability_forward(x, t, w, counted, axis, eps, z)
+  soft = fwd.soft
+  ct = soft.e.dtype
+  zero = jnp.zeros((), ct)
   keep = _expand(counted, axis)
-  softmax_coef = g * jnp.sum(mass, axis=axis, keepdims=True)
-  if z > 0:
-    softmax_coef = softmax_coef + g * (2.0 * z) * lse
-  dx = softmax_coef * jnp.exp(xf - lse) - g * mass
-  dx = jnp.where(keep, dx, jnp.zeros((), ct))
-  neg_lp = lse - xf
-  dt = jnp.where(keep, _zero_safe_product(g * (1.0 - eps) * w_b, neg_lp), 0.0)
-  per_class = jnp.where(keep, _zero_safe_product(g * tf, neg_lp), 0.0)
-  other_axes = tuple(a for a in range(x.ndim) if a != axis)
-  dw = jnp.sum(per_class, axis=other_axes)
-  return dx.astype(x.dtype), dt.astype(t.dtype), dw.astype(w.dtype), None
+  # A class whose probability is 0 against a -inf logit is masked out: its
+  # term is 0 and so are its derivatives (no 0 · inf in any tangent).
+  neg_lp = jnp.where(keep & ~((fwd.mass == 0) & jnp.isposinf(fwd.neg_lp)), fwd.neg_lp, zero)
+  out = jnp.zeros(fwd.loss.shape, ct)
+  if not _is_zero(dx):
+    dxf = dx.astype(ct)
+    scale = jnp.sum(fwd.mass, axis=axis, keepdims=True)
+    if z > 0:
+      scale = scale + (2.0 * z) * soft.lse
+    scale = jnp.where(keep, scale / soft.total, zero)
+    out = out + jnp.sum(scale * soft.e * dxf - fwd.mass * dxf, axis=axis)
+  if not _is_zero(dt):
+    w_b = _along(w.astype(ct), axis, x.ndim)
+    out = out + jnp.sum(_zero_safe_product((1.0 - eps) * w_b, neg_lp) * dt.astype(ct), axis=axis)
+  if not _is_zero(dw):
+    per_class = _zero_safe_product(fwd.tf, neg_lp)
+    out = out + jnp.sum(per_class * _along(dw.astype(ct), axis, x.ndim), axis=axis)
+  return fwd.loss, jnp.where(counted, out, zero)
 
 
-probability_loss.defvjp(_probability_fwd, _probability_bwd)
+probability_loss.defjvp(_probability_jvp, symbolic_zeros=True)
+class_index_loss.defjvp(_class_index_jvp, symbolic_zeros=True)
