@@ -59,3 +59,51 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
   print("-+-".join("-" * w for w in widths))
   for r in rows:
     print(" | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)))
+
+
+def interleaved_samples(
+    fns: dict[str, Callable[[], object]], repeats: int, *, setup: Callable[[], object] | None = None,
+    warmup: bool = True,
+) -> dict[str, list[float]]:
+  """Like :func:`interleaved_medians` but returns every sample (seconds).
+
+  ``setup`` runs untimed before each timed call (e.g. ``jax.clear_caches`` when
+  timing compilation); ``warmup=False`` skips the untimed first call of each variant.
+  """
+  if warmup:
+    for fn in fns.values():
+      if setup is not None:
+        setup()
+      block(fn())
+  times: dict[str, list[float]] = {k: [] for k in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      if setup is not None:
+        setup()
+      t0 = time.perf_counter()
+      block(fn())
+      times[name].append(time.perf_counter() - t0)
+  return times
+
+
+def calls_per_sample(fn: Callable[[], object], min_seconds: float = 0.02, cap: int = 64) -> int:
+  """How many back-to-back calls of ``fn`` (each blocked on) make one sample last ``min_seconds``."""
+  block(fn())
+  t0 = time.perf_counter()
+  block(fn())
+  dt = time.perf_counter() - t0
+  return max(1, min(cap, int(min_seconds / max(dt, 1e-6)) + 1)) if dt < min_seconds else 1
+
+
+def repeated(fn: Callable[[], object], k: int) -> Callable[[], object]:
+  """``fn`` called ``k`` times, each result blocked on; returns the last result."""
+  if k == 1:
+    return fn
+
+  def run():
+    out = None
+    for _ in range(k):
+      out = block(fn())
+    return out
+
+  return run
