@@ -429,9 +429,11 @@ def linear_cross_entropy_terms(
     if "forward-mode" not in str(e):
       raise
     raise TypeError(
-        "linear_cross_entropy supports reverse-mode differentiation only (grad, vjp, jacrev): a forward "
-        "mode (jvp, jacfwd, linearize, hessian) would have to store [tokens, V] values. For forward mode "
-        "use the materializing form, jaxnll.cross_entropy(embeddings @ classifier.T + bias, targets, ...)."
+        "linear_cross_entropy supports reverse-mode differentiation (grad, vjp, jacrev, linearize, and "
+        "forward over reverse: jax.hessian, jvp of grad) but not forward mode applied to it directly (jvp, "
+        "jacfwd): its gradient is a block-wise custom VJP, which is what keeps the [tokens, V] logits out "
+        "of memory. For forward mode use the materializing form, "
+        "jaxnll.cross_entropy(embeddings @ classifier.T + bias, targets, ...)."
     ) from None
   target_weight = None if wt is None else vocab.lookup(wt.astype(ct), tg.index)
   return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted)

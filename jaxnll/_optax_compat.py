@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxnll import _validation as v
 from jaxnll._targets import class_targets
@@ -200,7 +201,7 @@ def softmax_cross_entropy_with_integer_labels(
   # on the masked classes): the same loss with probability targets.
   ct = v.compute_dtype(x.dtype)
   kept = mask.astype(ct)
-  onehot = (jnp.arange(num_classes) == tg.index[..., None]).astype(ct)
+  onehot = (lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1) == tg.index[..., None]).astype(ct)
   smoothed = (1.0 - eps) * onehot + eps * kept / jnp.maximum(jnp.sum(kept, axis=-1, keepdims=True), 1.0)
   nan_rows = jnp.where(tg.bad, jnp.full((), jnp.nan, ct), jnp.zeros((), ct))[..., None]
   return probability_loss(x.astype(ct) + nan_rows, smoothed, w, tg.counted, x.ndim - 1, 0.0, 0.0)

@@ -82,10 +82,17 @@ class Softmax(NamedTuple):
   lse: jax.Array
 
 
-def softmax_pieces(xf: jax.Array, axis: int) -> Softmax:
-  """:class:`Softmax` of ``xf`` over ``axis``; ``m`` is a constant (it cancels exactly)."""
-  m = finite_shift(lax.stop_gradient(jnp.max(xf, axis=axis, keepdims=True)))
-  shifted = xf - m
+def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array) -> Softmax:
+  """:class:`Softmax` of ``x`` over ``axis``; ``m`` is a constant (it cancels exactly).
+
+  Rows where ``keep`` (a size-1 class axis) is False are computed as all
+  zeros, so whatever they hold cannot reach a value, gradient or tangent. The
+  max runs on ``x`` itself and the mask is applied per row to it and inside
+  the ``exp`` pass, so no masked copy of the logits is ever stored.
+  """
+  zero = jnp.zeros((), x.dtype)
+  m = jnp.where(keep, finite_shift(lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))), zero)
+  shifted = jnp.where(keep, x, zero) - m
   e = jnp.exp(shifted)
   total = jnp.sum(e, axis=axis, keepdims=True)
   rel = log_of_shifted_sum(total, jnp.zeros_like(total))
@@ -151,9 +158,32 @@ def target_weight_grad(g, counted, bad, rel, x_y_rel, eps):
 # Class-index targets.
 
 
+# Above this row shift, Σ_c w_c x_c - m Σ_c w_c loses more than float32
+# rounding to cancellation; a second pass then sums w_c (x_c - m) directly.
+_CANCELLATION_SHIFT = 32.0
+
+
+def _weighted_shifted_sum(xf, shifted, m, keep, wf, axis):
+  """``Σ_c w_c (x_c - m)`` per row (size-1 class axis), for label smoothing.
+
+  Usually one matrix-vector product on the logits as they are (no ``[..., C]``
+  temporary) minus ``m Σ w``; when some row's shift is large enough for that
+  to cancel, the relative terms are summed instead, so the error never grows
+  with the logits' offset.
+  """
+  def direct():
+    return jnp.sum(shifted * _along(wf, axis, xf.ndim), axis=axis, keepdims=True)
+
+  def product():
+    wx = jnp.expand_dims(jnp.tensordot(xf, wf, axes=((axis,), (0,)), precision=lax.Precision.HIGHEST), axis)
+    return jnp.where(keep, wx - m * jnp.sum(wf), jnp.zeros((), wx.dtype))
+
+  return lax.cond(jnp.max(jnp.abs(m), initial=0.0) > _CANCELLATION_SHIFT, direct, product)
+
+
 class _ClassIndexForward(NamedTuple):
   loss: jax.Array
-  xf: jax.Array
+  shifted: jax.Array
   soft: Softmax | None
   w_y: jax.Array
   x_y_rel: jax.Array
@@ -163,23 +193,24 @@ class _ClassIndexForward(NamedTuple):
 def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> _ClassIndexForward:
   ct = compute_dtype(x.dtype)
   keep = _expand(counted, axis)
-  xf = jnp.where(keep, x.astype(ct), jnp.zeros((), ct))
+  xf = x.astype(ct)
   wf = w.astype(ct)
   num_classes = x.shape[axis]
   idx = _expand(index, axis)
   is_target = lax.broadcasted_iota(jnp.int32, x.shape, axis) == idx
-  soft = softmax_pieces(xf, axis) if normalize else None
-  shifted = xf if soft is None else soft.shifted
+  soft = softmax_pieces(xf, axis, keep) if normalize else None
+  shifted = jnp.where(keep, xf, jnp.zeros((), ct)) if soft is None else soft.shifted
   x_y_rel = jnp.take_along_axis(shifted, idx, axis=axis)
   rel = jnp.zeros_like(x_y_rel) if soft is None else soft.rel
   lse = rel if soft is None else soft.lse
   w_y = wf[idx]
   wx_rel = None
   if eps > 0:
-    wx_rel = jnp.sum(shifted * _along(wf, axis, x.ndim), axis=axis, keepdims=True)
+    m = jnp.zeros_like(x_y_rel) if soft is None else soft.lse - soft.rel
+    wx_rel = _weighted_shifted_sum(xf, shifted, m, keep, wf, axis)
   loss = row_loss(rel, x_y_rel, w_y, jnp.sum(wf), wx_rel, lse, num_classes, eps, z,
                   _expand(bad, axis), keep)
-  return _ClassIndexForward(jnp.squeeze(loss, axis), xf, soft, w_y, x_y_rel, is_target)
+  return _ClassIndexForward(jnp.squeeze(loss, axis), shifted, soft, w_y, x_y_rel, is_target)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
@@ -207,7 +238,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
   x, w, index, counted, bad = primals
   dx, dw = tangents[0], tangents[1]
   fwd = _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize)
-  ct = fwd.xf.dtype
+  ct = fwd.shifted.dtype
   num_classes = x.shape[axis]
   wf = w.astype(ct)
   zero = jnp.zeros((), ct)
@@ -237,7 +268,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
     dwf = dw.astype(ct)
     t = target_weight_grad(one, keep, bad_e, rel, fwd.x_y_rel, eps) * dwf[_expand(index, axis)]
     if eps > 0:
-      neg_lp = jnp.where(keep, rel - (fwd.xf if soft is None else soft.shifted), zero)
+      neg_lp = jnp.where(keep, rel - fwd.shifted, zero)
       t = t + coef.smooth * jnp.sum(neg_lp * _along(dwf, axis, x.ndim), axis=axis, keepdims=True)
     t = t + nan_row * jnp.sum(dwf)
     out = out + jnp.squeeze(t, axis)
@@ -265,12 +296,11 @@ class _ProbabilityForward(NamedTuple):
 def _probability_forward(x, t, w, counted, axis, eps, z) -> _ProbabilityForward:
   ct = compute_dtype(x.dtype)
   keep = _expand(counted, axis)
-  xf = jnp.where(keep, x.astype(ct), jnp.zeros((), ct))
   num_classes = x.shape[axis]
   w_b = _along(w.astype(ct), axis, x.ndim)
   tf = _smoothed(jnp.where(keep, t.astype(ct), jnp.zeros((), ct)), eps, num_classes)
   mass = w_b * tf
-  soft = softmax_pieces(xf, axis)
+  soft = softmax_pieces(x.astype(ct), axis, keep)
   neg_lp = soft.rel - soft.shifted
   loss = jnp.sum(_zero_safe_product(mass, neg_lp), axis=axis)
   if z > 0:
