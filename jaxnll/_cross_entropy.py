@@ -66,8 +66,8 @@ def _class_index_terms(
   tg = class_targets(targets, num_classes, ignore_index, where)
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
-  per = class_index_loss(x, w_arr, tg.index, tg.counted, tg.bad, axis, eps, z, normalize)
-  target_weight = None if w is None else w.astype(ct)[tg.index]
+  per = class_index_loss(x, w_arr, tg.classes, tg.counted, tg.bad, axis, eps, z, normalize)
+  target_weight = None if w is None else w.astype(ct)[tg.classes]
   return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted)
 
 

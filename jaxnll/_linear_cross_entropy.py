@@ -435,7 +435,7 @@ def linear_cross_entropy_terms(
         "of memory. For forward mode use the materializing form, "
         "jaxnll.cross_entropy(embeddings @ classifier.T + bias, targets, ...)."
     ) from None
-  target_weight = None if wt is None else vocab.lookup(wt.astype(ct), tg.index)
+  target_weight = None if wt is None else vocab.lookup(wt.astype(ct), tg.classes)
   return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted)
 
 

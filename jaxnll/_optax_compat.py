@@ -49,13 +49,17 @@ def _class_mask(
   given = mask.shape
   expand = tuple(range(logits.ndim)) if axis is None else v.canonical_axes(axis, logits.ndim)
   example_shape = tuple(n for a, n in enumerate(logits.shape) if a not in expand)
+  fits = True
   if mask.ndim != logits.ndim:
     try:
       mask = jnp.expand_dims(mask, expand)
-      np.broadcast_shapes(mask.shape, logits.shape)
     except ValueError:
-      mask = None
-  if mask is None or np.broadcast_shapes(mask.shape, logits.shape) != logits.shape:
+      fits = False
+  try:
+    fits = fits and np.broadcast_shapes(mask.shape, logits.shape) == logits.shape
+  except ValueError:
+    fits = False
+  if not fits:
     raise ValueError(
         f"`where` of shape {given} broadcasts neither to the logits' shape {logits.shape} "
         f"(masking classes) nor to their example shape {example_shape} (masking examples)."
@@ -196,12 +200,12 @@ def softmax_cross_entropy_with_integer_labels(
   tg = class_targets(y, num_classes, ii, None if mask is None else rows)
   w = _weight(weight, x)
   if mask is None or eps == 0:
-    return class_index_loss(x, w, tg.index, tg.counted, tg.bad, x.ndim - 1, eps, 0.0, True)
+    return class_index_loss(x, w, tg.classes, tg.counted, tg.bad, x.ndim - 1, eps, 0.0, True)
   # Smoothing spreads ε over the classes `where` keeps (optax.smooth_labels
   # on the masked classes): the same loss with probability targets.
   ct = v.compute_dtype(x.dtype)
   kept = mask.astype(ct)
-  onehot = (lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1) == tg.index[..., None]).astype(ct)
+  onehot = (lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1) == tg.classes[..., None]).astype(ct)
   smoothed = (1.0 - eps) * onehot + eps * kept / jnp.maximum(jnp.sum(kept, axis=-1, keepdims=True), 1.0)
   nan_rows = jnp.where(tg.bad, jnp.full((), jnp.nan, ct), jnp.zeros((), ct))[..., None]
   return probability_loss(x.astype(ct) + nan_rows, smoothed, w, tg.counted, x.ndim - 1, 0.0, 0.0)

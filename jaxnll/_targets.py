@@ -37,11 +37,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 class ClassTargets(NamedTuple):
   """Class-index targets ready for the kernels (all of the targets' shape).
 
-  ``index``: int32 in ``[0, C)`` (clipped, safe to gather with); ``counted``:
+  ``classes``: int32 in ``[0, C)`` (clipped, safe to gather with); ``counted``:
   not ignored and not masked; ``bad``: counted but outside ``[0, C)``.
   """
 
-  index: jax.Array
+  classes: jax.Array
   counted: jax.Array
   bad: jax.Array
 

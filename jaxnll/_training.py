@@ -17,75 +17,127 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxnll import _reduction
+from jaxnll import _binary, _divergence, _reduction, _regression
+from jaxnll import _loss_objects as lo
 from jaxnll._cross_entropy import cross_entropy, nll_loss
-from jaxnll._loss_objects import CrossEntropyLoss, NLLLoss
 
-LossLike = CrossEntropyLoss | NLLLoss | Callable[..., jax.Array]
+LossObject = (lo.CrossEntropyLoss | lo.NLLLoss | lo.BCELoss | lo.BCEWithLogitsLoss | lo.MultiLabelSoftMarginLoss
+              | lo.KLDivLoss | lo.PoissonNLLLoss | lo.GaussianNLLLoss | lo.L1Loss | lo.MSELoss | lo.HuberLoss
+              | lo.SmoothL1Loss)
+LossLike = LossObject | Callable[..., jax.Array]
 Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
 
-_OBJECT_FOR = {cross_entropy: CrossEntropyLoss, nll_loss: NLLLoss}
+_OBJECT_FOR: dict[Callable[..., jax.Array], type] = {
+    cross_entropy: lo.CrossEntropyLoss,
+    nll_loss: lo.NLLLoss,
+    _binary.binary_cross_entropy: lo.BCELoss,
+    _binary.binary_cross_entropy_with_logits: lo.BCEWithLogitsLoss,
+    _binary.multilabel_soft_margin_loss: lo.MultiLabelSoftMarginLoss,
+    _divergence.kl_div: lo.KLDivLoss,
+    _regression.poisson_nll_loss: lo.PoissonNLLLoss,
+    _regression.gaussian_nll_loss: lo.GaussianNLLLoss,
+    _regression.l1_loss: lo.L1Loss,
+    _regression.mse_loss: lo.MSELoss,
+    _regression.huber_loss: lo.HuberLoss,
+    _regression.smooth_l1_loss: lo.SmoothL1Loss,
+}
+_OBJECTS = tuple(_OBJECT_FOR.values())
+# How a prediction is read off the outputs, for the accuracy metric.
+_CLASS_INDEX = (lo.CrossEntropyLoss, lo.NLLLoss)
+_LOGIT_PER_LABEL = (lo.BCEWithLogitsLoss, lo.MultiLabelSoftMarginLoss)
 
 
-def as_loss_object(loss: LossLike) -> CrossEntropyLoss | NLLLoss:
-  """A loss object for ``loss``: an object, ``jaxnll.cross_entropy`` /
-  ``jaxnll.nll_loss``, or a ``functools.partial`` of them with options."""
-  if isinstance(loss, (CrossEntropyLoss, NLLLoss)):
-    return loss
+def as_loss_object(loss: LossLike) -> LossObject:
+  """A loss object for ``loss``: any jaxnll loss object, a torch-style loss
+  function of jaxnll that has one (``jaxnll.cross_entropy``,
+  ``jaxnll.binary_cross_entropy_with_logits``, ...), or a
+  ``functools.partial`` of such a function with options bound by keyword."""
+  if isinstance(loss, _OBJECTS):
+    return loss  # type: ignore[return-value]
   kwargs: dict[str, Any] = {}
   fn = loss
   if isinstance(loss, functools.partial):
     if loss.args:
       raise TypeError(f"`loss` must bind options by keyword, got positional {loss.args!r}.")
     fn, kwargs = loss.func, dict(loss.keywords)
-  cls = _OBJECT_FOR.get(fn)  # type: ignore[call-overload]
+  cls = _OBJECT_FOR.get(fn)  # type: ignore[arg-type]
   if cls is None:
     raise TypeError(
-        "`loss` must be jaxnll.CrossEntropyLoss / NLLLoss, jaxnll.cross_entropy / "
-        f"nll_loss, or a functools.partial of them; got {loss!r}."
+        "`loss` must be a jaxnll loss object (jaxnll.CrossEntropyLoss, jaxnll.BCEWithLogitsLoss, ...), a "
+        f"jaxnll loss function that has one, or a functools.partial of such a function; got {loss!r}."
     )
   if "where" in kwargs:
     raise TypeError("`loss` must not bind `where`; put it in the batch as batch['where'].")
   return cls(**kwargs)
 
 
-def _training_loss(loss: LossLike) -> CrossEntropyLoss | NLLLoss:
+def _training_loss(loss: LossLike) -> LossObject:
   """:func:`as_loss_object`, refusing a loss that does not reduce (nothing to train on)."""
   obj = as_loss_object(loss)
   if obj.reduction == "none":
     raise ValueError(
-        f"`loss` must reduce ('mean', 'safe_mean' or 'sum') to train on it, got reduction='none' in {obj!r}.")
+        f"`loss` must reduce ('mean', 'safe_mean', 'sum' or 'batchmean') to train on it, got reduction='none' "
+        f"in {obj!r}.")
   return obj
 
 
-def loss_and_metrics(outputs: jax.Array, batch: Batch, loss: LossLike) -> tuple[jax.Array, Metrics]:
+def _terms(obj: LossObject, outputs: Any, targets: Any, where: Any):
+  if isinstance(obj, lo.GaussianNLLLoss):
+    if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2):
+      raise TypeError(
+          "with GaussianNLLLoss, `apply_fn` must return a pair (mean, var), got "
+          f"{type(outputs).__name__}.")
+    return obj.terms(outputs[0], targets, outputs[1], where=where)
+  return obj.terms(outputs, targets, where=where)
+
+
+def _hits(obj: LossObject, outputs: Any, targets: Any, counted: jax.Array) -> tuple[jax.Array, jax.Array] | None:
+  """``(correct, count)`` of the predictions, where accuracy means something."""
+  if isinstance(obj, _CLASS_INDEX):
+    axis = obj.axis % outputs.ndim
+    targets = jnp.asarray(targets)
+    labels = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, axis=axis)
+    hit = jnp.argmax(outputs, axis=axis) == labels
+  elif isinstance(obj, (*_LOGIT_PER_LABEL, lo.BCELoss)):
+    threshold = 0.0 if isinstance(obj, _LOGIT_PER_LABEL) else 0.5
+    hit = (jnp.asarray(outputs) > threshold) == (jnp.asarray(targets) > 0.5)
+    # A per-sample loss (multi-label soft margin) counts each of its labels.
+    counted = jnp.broadcast_to(counted.reshape(counted.shape + (1,) * (hit.ndim - counted.ndim)), hit.shape)
+  else:
+    return None
+  return jnp.sum(counted & hit).astype(jnp.float32), jnp.sum(counted).astype(jnp.float32)
+
+
+def loss_and_metrics(outputs: Any, batch: Batch, loss: LossLike) -> tuple[jax.Array, Metrics]:
   """The reduced loss of ``outputs`` against ``batch``, and additive metric sums.
+
+  Args:
+    outputs: the model's outputs (logits, log-probabilities, probabilities or
+      predictions, whatever ``loss`` takes; a ``(mean, var)`` pair for
+      :class:`jaxnll.GaussianNLLLoss`).
+    batch: ``{"targets": ..., "where": optional mask}`` (other entries are ignored).
+    loss: a loss object or function (see :func:`as_loss_object`).
 
   Returns:
     ``(loss, metrics)``: ``loss`` is what the loss object returns for the
     batch; ``metrics`` holds scalars ``loss_sum`` and ``normalizer`` (the
-    loss is their ratio for mean reductions), ``correct`` (argmax hits among
-    counted targets) and ``count`` (counted targets), all excluding ignored and
-    masked targets. Use with ``jax.value_and_grad(..., has_aux=True)`` or
-    ``nnx.value_and_grad``.
+    loss is their ratio for mean reductions) and ``count`` (counted elements),
+    plus, where accuracy means something, ``correct``: argmax hits for class
+    indices; ``logit > 0`` (``probability > 0.5`` for :class:`jaxnll.BCELoss`)
+    per label against ``target > 0.5`` for the binary losses, where ``count``
+    counts labels. All exclude ignored and masked elements. Use with
+    ``jax.value_and_grad(..., has_aux=True)`` or ``nnx.value_and_grad``.
   """
   obj = _training_loss(loss)
-  targets = jnp.asarray(batch["targets"])
-  where = batch.get("where")
-  terms = obj.terms(outputs, targets, where=where)
+  targets = batch["targets"]
+  terms = _terms(obj, outputs, targets, batch.get("where"))
   loss_sum, normalizer = _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, obj.reduction)
   value = finalize_loss(loss_sum, normalizer, obj.reduction)
-  axis = obj.axis % outputs.ndim
-  predicted = jnp.argmax(outputs, axis=axis)
-  labels = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, axis=axis)
-  counted = terms.counted
-  metrics = {
-      "loss_sum": loss_sum,
-      "normalizer": normalizer,
-      "correct": jnp.sum(counted & (predicted == labels)).astype(jnp.float32),
-      "count": jnp.sum(counted).astype(jnp.float32),
-  }
+  metrics = {"loss_sum": loss_sum, "normalizer": normalizer, "count": jnp.sum(terms.counted).astype(jnp.float32)}
+  hits = _hits(obj, outputs, targets, terms.counted)
+  if hits is not None:
+    metrics["correct"], metrics["count"] = hits
   return value, metrics
 
 
@@ -102,14 +154,14 @@ def merge_metrics(*metrics: Any) -> Any:
 
 
 def finalize_metrics(metrics: Metrics, loss: LossLike) -> dict[str, float]:
-  """``loss``, ``accuracy`` and ``count`` from summed metrics, as Python floats."""
+  """``loss``, ``count`` and (where the metrics have ``correct``) ``accuracy``
+  from summed metrics, as Python floats."""
   obj = as_loss_object(loss)
   count = float(metrics["count"])
-  return {
-      "loss": float(finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction)),
-      "accuracy": float(metrics["correct"]) / count if count else float("nan"),
-      "count": count,
-  }
+  out = {"loss": float(finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction)), "count": count}
+  if "correct" in metrics:
+    out["accuracy"] = float(metrics["correct"]) / count if count else float("nan")
+  return out
 
 
 def make_loss_fn(
@@ -257,6 +309,8 @@ def _import_optax() -> Any:
 
 
 def _with_rates(metrics: Metrics, value: jax.Array) -> Metrics:
+  if "correct" not in metrics:
+    return {**metrics, "loss": value}
   count = metrics["count"]
   accuracy = jnp.where(count > 0, metrics["correct"] / jnp.where(count > 0, count, 1.0), jnp.nan)
   return {**metrics, "loss": value, "accuracy": accuracy}

@@ -45,14 +45,14 @@ def as_target_array(name: str, value: object) -> jax.Array | np.ndarray:
   return arr
 
 
-def check_floating(name: str, x: jax.Array) -> None:
+def check_floating(name: str, x: jax.Array | np.ndarray) -> None:
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(
         f"`{name}` must have a floating dtype, got {x.dtype} instead."
     )
 
 
-def check_integer(name: str, x: jax.Array, why: str = "") -> None:
+def check_integer(name: str, x: jax.Array | np.ndarray, why: str = "") -> None:
   if not jnp.issubdtype(x.dtype, jnp.integer):
     raise TypeError(
         f"`{name}` must have an integer dtype{why}, got {x.dtype} instead."

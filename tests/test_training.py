@@ -135,3 +135,102 @@ def test_mnist_reads_idx_files_and_names_missing_ones(tmp_path):
   loaded = mnist.load_idx(tmp_path)
   np.testing.assert_array_equal(loaded[0], x_train[:600])
   np.testing.assert_array_equal(loaded[3], y_test[:200])
+
+
+def _elementwise_problem(loss):
+  """A linear model, a batch and its targets for each family of loss."""
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.standard_normal((12, 5)))
+  params = {"w": jnp.asarray(rng.standard_normal((5, 3)) * 0.3)}
+  where = jnp.asarray(rng.uniform(size=(12, 3)) < 0.8)
+  if isinstance(loss, (jaxnll.BCEWithLogitsLoss, jaxnll.BCELoss, jaxnll.MultiLabelSoftMarginLoss)):
+    targets = jnp.asarray((rng.uniform(size=(12, 3)) < 0.4).astype(np.float64))
+  elif isinstance(loss, jaxnll.KLDivLoss):
+    targets = jax.nn.softmax(jnp.asarray(rng.standard_normal((12, 3))))
+  elif isinstance(loss, jaxnll.PoissonNLLLoss):
+    targets = jnp.asarray(rng.poisson(2.0, (12, 3)).astype(np.float64))
+  else:
+    targets = jnp.asarray(rng.standard_normal((12, 3)))
+  if isinstance(loss, jaxnll.MultiLabelSoftMarginLoss):
+    where = where[:, 0]
+
+  def apply(p, inputs):
+    out = inputs @ p["w"]
+    if isinstance(loss, jaxnll.BCELoss):
+      return jax.nn.sigmoid(out)
+    if isinstance(loss, jaxnll.KLDivLoss):
+      return jax.nn.log_softmax(out)
+    if isinstance(loss, jaxnll.GaussianNLLLoss):
+      return out, jnp.exp(0.1 * out)
+    return out
+
+  return params, {"inputs": x, "targets": targets, "where": where}, apply
+
+
+ELEMENTWISE_LOSSES = [
+    jaxnll.BCEWithLogitsLoss(pos_weight=jnp.array([2.0, 1.0, 0.5])),
+    jaxnll.BCELoss(weight=jnp.array([1.0, 2.0, 1.0])),
+    jaxnll.MultiLabelSoftMarginLoss(),
+    jaxnll.KLDivLoss(reduction="batchmean"),
+    jaxnll.PoissonNLLLoss(),
+    jaxnll.GaussianNLLLoss(),
+    jaxnll.L1Loss(weight=jnp.array([1.0, 2.0, 3.0])),
+    jaxnll.MSELoss(reduction="sum"),
+    jaxnll.HuberLoss(delta=0.5),
+    jaxnll.SmoothL1Loss(reduction="safe_mean"),
+]
+
+
+@pytest.mark.parametrize("loss", ELEMENTWISE_LOSSES, ids=lambda loss: type(loss).__name__)
+def test_training_helpers_work_with_every_loss_object(loss):
+  params, batch, apply = _elementwise_problem(loss)
+  value, grads, metrics = training.make_grad_fn(apply, loss)(params, batch)
+  outputs = apply(params, batch["inputs"])
+  args = (*outputs[:1], batch["targets"], outputs[1]) if isinstance(outputs, tuple) else (outputs, batch["targets"])
+  direct = jax.value_and_grad(lambda p: loss(*(
+      (apply(p, batch["inputs"])[0], batch["targets"], apply(p, batch["inputs"])[1])
+      if isinstance(loss, jaxnll.GaussianNLLLoss) else (apply(p, batch["inputs"]), batch["targets"])),
+      where=batch["where"]))(params)
+  np.testing.assert_allclose(value, direct[0], rtol=1e-12)
+  np.testing.assert_allclose(grads["w"], direct[1]["w"], rtol=1e-10)
+  np.testing.assert_allclose(value, loss(*args, where=batch["where"]), rtol=1e-12)
+  # Exact accumulation over micro-batches, for every loss.
+  acc_value, acc_grads, acc_metrics = training.make_grad_fn(apply, loss, accumulation_steps=3)(params, batch)
+  np.testing.assert_allclose(acc_value, value, rtol=1e-12)
+  np.testing.assert_allclose(acc_grads["w"], grads["w"], rtol=1e-10, atol=1e-14)
+  assert float(acc_metrics["count"]) == float(metrics["count"])
+  has_accuracy = isinstance(loss, (jaxnll.BCEWithLogitsLoss, jaxnll.BCELoss, jaxnll.MultiLabelSoftMarginLoss))
+  assert ("correct" in metrics) == has_accuracy
+  if has_accuracy:
+    predicted = (outputs > (0.5 if isinstance(loss, jaxnll.BCELoss) else 0.0)) == (batch["targets"] > 0.5)
+    counted = jnp.broadcast_to(batch["where"].reshape(12, -1), predicted.shape)
+    assert float(metrics["correct"]) == float(jnp.sum(predicted & counted))
+    assert float(metrics["count"]) == float(jnp.sum(counted))
+  final = training.finalize_metrics(metrics, loss)
+  assert ("accuracy" in final) == has_accuracy and np.isclose(final["loss"], float(value))
+  # And a few optimizer steps lower the loss.
+  optimizer = optax.sgd(0.002 if loss.reduction == "sum" else 0.05)
+  step = training.make_train_step(apply, loss, optimizer)
+  opt_state = optimizer.init(params)
+  for _ in range(10):
+    params, opt_state, step_metrics = step(params, opt_state, batch)
+  assert float(training.make_eval_step(apply, loss)(params, batch)["loss"]) < float(value)
+  assert ("accuracy" in step_metrics) == has_accuracy
+
+
+def test_loss_functions_and_partials_of_every_family_become_objects():
+  obj = training.as_loss_object(functools.partial(jaxnll.binary_cross_entropy_with_logits, pos_weight=jnp.ones(3)))
+  assert isinstance(obj, jaxnll.BCEWithLogitsLoss)
+  assert isinstance(training.as_loss_object(functools.partial(jaxnll.kl_div, reduction="batchmean")),
+                    jaxnll.KLDivLoss)
+  assert isinstance(training.as_loss_object(jaxnll.gaussian_nll_loss), jaxnll.GaussianNLLLoss)
+  with pytest.raises(TypeError, match=r"`loss` must be a jaxnll loss object"):
+    training.as_loss_object(jaxnll.sigmoid_focal_loss)
+  with pytest.raises(TypeError, match=r"apply_fn` must return a pair \(mean, var\)"):
+    training.loss_and_metrics(jnp.zeros((2, 3)), {"targets": jnp.zeros((2, 3))}, jaxnll.GaussianNLLLoss())
+
+
+def test_make_train_step_without_optax_names_the_extra(monkeypatch):
+  monkeypatch.setitem(sys.modules, "optax", None)
+  with pytest.raises(ModuleNotFoundError, match=r"pip install 'jaxnll\[training\]'"):
+    training.make_train_step(apply_fn, jaxnll.cross_entropy, object())
