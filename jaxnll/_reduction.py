@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 
 Reduction = Literal["none", "mean", "sum", "safe_mean"]
+# kl_div also takes torch's 'batchmean': its normalizer counts rows, so it divides like 'mean'.
+KLDivReduction = Literal["none", "mean", "sum", "safe_mean", "batchmean"]
 
 
 def sum_and_normalizer(
@@ -29,10 +31,10 @@ def sum_and_normalizer(
   total = jnp.sum(per_element)
   if reduction == "sum":
     return total, jnp.ones_like(total)
-  if reduction in ("mean", "safe_mean"):
+  if reduction in ("mean", "safe_mean", "batchmean"):
     return total, jnp.sum(normalizer).astype(total.dtype)
   raise ValueError(
-      f"`reduction` must be 'mean', 'safe_mean' or 'sum' to split a loss into "
+      f"`reduction` must be 'mean', 'safe_mean', 'batchmean' or 'sum' to split a loss into "
       f"(loss_sum, normalizer), got {reduction!r}."
   )
 

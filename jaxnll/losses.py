@@ -4,8 +4,22 @@ from jaxnll._optax_compat import softmax_cross_entropy as softmax_cross_entropy
 from jaxnll._optax_compat import (
     softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
 )
+from jaxnll._optax_elementwise import huber_loss as huber_loss
+from jaxnll._optax_elementwise import kl_divergence as kl_divergence
+from jaxnll._optax_elementwise import kl_divergence_with_log_targets as kl_divergence_with_log_targets
+from jaxnll._optax_elementwise import l2_loss as l2_loss
+from jaxnll._optax_elementwise import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
+from jaxnll._optax_elementwise import sigmoid_focal_loss as sigmoid_focal_loss
+from jaxnll._optax_elementwise import squared_error as squared_error
 
 __all__ = [
+    "huber_loss",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
+    "l2_loss",
+    "sigmoid_binary_cross_entropy",
+    "sigmoid_focal_loss",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
+    "squared_error",
 ]
