@@ -83,16 +83,20 @@ class Softmax(NamedTuple):
 
 
 def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array) -> Softmax:
-  """:class:`Softmax` of ``x`` over ``axis``; ``m`` is a constant (it cancels exactly).
+  """:class:`Softmax` of ``x`` over ``axis``, in ``promote_types(x.dtype, float32)``;
+  ``m`` is a constant (it cancels exactly).
 
   Rows where ``keep`` (a size-1 class axis) is False are computed as all
   zeros, so whatever they hold cannot reach a value, gradient or tangent. The
-  max runs on ``x`` itself and the mask is applied per row to it and inside
-  the ``exp`` pass, so no masked copy of the logits is ever stored.
+  max runs on ``x`` itself, in its own dtype (exact), and the mask and the
+  conversion happen per row and inside the ``exp`` pass, so no masked or
+  converted copy of the logits is ever stored.
   """
-  zero = jnp.zeros((), x.dtype)
-  m = jnp.where(keep, finite_shift(lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))), zero)
-  shifted = jnp.where(keep, x, zero) - m
+  ct = compute_dtype(x.dtype)
+  zero = jnp.zeros((), ct)
+  row_max = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True)).astype(ct)
+  m = jnp.where(keep, finite_shift(row_max), zero)
+  shifted = jnp.where(keep, x.astype(ct), zero) - m
   e = jnp.exp(shifted)
   total = jnp.sum(e, axis=axis, keepdims=True)
   rel = log_of_shifted_sum(total, jnp.zeros_like(total))
@@ -163,22 +167,27 @@ def target_weight_grad(g, counted, bad, rel, x_y_rel, eps):
 _CANCELLATION_SHIFT = 32.0
 
 
-def _weighted_shifted_sum(xf, shifted, m, keep, wf, axis):
+def _weighted_shifted_sum(x, m, keep, wf, axis):
   """``Σ_c w_c (x_c - m)`` per row (size-1 class axis), for label smoothing.
 
   Usually one matrix-vector product on the logits as they are (no ``[..., C]``
   temporary) minus ``m Σ w``; when some row's shift is large enough for that
   to cancel, the relative terms are summed instead, so the error never grows
-  with the logits' offset.
+  with the logits' offset. Both branches read the logits themselves: an
+  operand computed outside the ``cond`` would be stored whole.
   """
-  def direct():
-    return jnp.sum(shifted * _along(wf, axis, xf.ndim), axis=axis, keepdims=True)
+  ct = wf.dtype
+  w_b = _along(wf, axis, x.ndim)
 
-  def product():
-    wx = jnp.expand_dims(jnp.tensordot(xf, wf, axes=((axis,), (0,)), precision=lax.Precision.HIGHEST), axis)
-    return jnp.where(keep, wx - m * jnp.sum(wf), jnp.zeros((), wx.dtype))
+  def direct(x, m):
+    return jnp.sum((jnp.where(keep, x.astype(ct), jnp.zeros((), ct)) - m) * w_b, axis=axis, keepdims=True)
 
-  return lax.cond(jnp.max(jnp.abs(m), initial=0.0) > _CANCELLATION_SHIFT, direct, product)
+  def product(x, m):
+    wx = jnp.expand_dims(jnp.tensordot(x.astype(ct), wf, axes=((axis,), (0,)), precision=lax.Precision.HIGHEST),
+                         axis)
+    return jnp.where(keep, wx - m * jnp.sum(wf), jnp.zeros((), ct))
+
+  return lax.cond(jnp.max(jnp.abs(m), initial=0.0) > _CANCELLATION_SHIFT, direct, product, x, m)
 
 
 class _ClassIndexForward(NamedTuple):
@@ -198,7 +207,7 @@ def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> 
   num_classes = x.shape[axis]
   idx = _expand(index, axis)
   is_target = lax.broadcasted_iota(jnp.int32, x.shape, axis) == idx
-  soft = softmax_pieces(xf, axis, keep) if normalize else None
+  soft = softmax_pieces(x, axis, keep) if normalize else None
   shifted = jnp.where(keep, xf, jnp.zeros((), ct)) if soft is None else soft.shifted
   x_y_rel = jnp.take_along_axis(shifted, idx, axis=axis)
   rel = jnp.zeros_like(x_y_rel) if soft is None else soft.rel
@@ -207,7 +216,7 @@ def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> 
   wx_rel = None
   if eps > 0:
     m = jnp.zeros_like(x_y_rel) if soft is None else soft.lse - soft.rel
-    wx_rel = _weighted_shifted_sum(xf, shifted, m, keep, wf, axis)
+    wx_rel = _weighted_shifted_sum(x, m, keep, wf, axis)
   loss = row_loss(rel, x_y_rel, w_y, jnp.sum(wf), wx_rel, lse, num_classes, eps, z,
                   _expand(bad, axis), keep)
   return _ClassIndexForward(jnp.squeeze(loss, axis), shifted, soft, w_y, x_y_rel, is_target)
@@ -300,7 +309,7 @@ def _probability_forward(x, t, w, counted, axis, eps, z) -> _ProbabilityForward:
   w_b = _along(w.astype(ct), axis, x.ndim)
   tf = _smoothed(jnp.where(keep, t.astype(ct), jnp.zeros((), ct)), eps, num_classes)
   mass = w_b * tf
-  soft = softmax_pieces(x.astype(ct), axis, keep)
+  soft = softmax_pieces(x, axis, keep)
   neg_lp = soft.rel - soft.shifted
   loss = jnp.sum(_zero_safe_product(mass, neg_lp), axis=axis)
   if z > 0:
