@@ -503,6 +503,14 @@ def linear_cross_entropy(
   stored. Values and gradients equal :func:`jaxnll.cross_entropy` on the
   materialized logits with the same options, to float32 rounding.
 
+  Differentiation: reverse mode (``grad``, ``vjp``, ``jacrev``,
+  ``linearize``) and forward over reverse (``jax.hessian``, ``jvp`` of
+  ``grad``) are exact. Forward mode applied to it directly (``jax.jvp``,
+  ``jax.jacfwd``) raises ``TypeError``: the block-wise custom VJP is what
+  keeps the logits out of memory, and a rule JAX could run forward would be
+  transposed into a loop that keeps every block. For forward mode use
+  ``cross_entropy(embeddings @ classifier.T + bias, targets, ...)``.
+
   Args:
     embeddings: floating ``[..., D]`` hidden states (bf16/f16 matmuls
       accumulate in float32).
