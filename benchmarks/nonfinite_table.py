@@ -86,10 +86,10 @@ def measure() -> list[list[str]]:
       lt.sum().backward()
       t_loss, t_grad = _describe_loss(float(lt[0].detach())), _describe_grad(xt.grad.numpy()[0])
     keep = jnp.asarray(~(ignored | ~where))
-    opt = lambda a, keep=keep: optax.losses.softmax_cross_entropy_with_integer_labels(
+    opt = lambda a, keep=keep, y=y: optax.losses.softmax_cross_entropy_with_integer_labels(
         a, jnp.asarray(np.maximum(y, 0)), where=keep)
     o_loss = float(opt(xj)[0])
-    o_grad = np.asarray(jax.grad(lambda a: opt(a).sum())(xj))[0]
+    o_grad = np.asarray(jax.grad(lambda a, opt=opt: opt(a).sum())(xj))[0]
     rows.append([f"{value} in {position}", _describe_loss(loss), _describe_grad(grad), t_loss, t_grad,
                  _describe_loss(o_loss), _describe_grad(o_grad)])
   return rows

@@ -260,7 +260,7 @@ def cross_entropy(
     >>> import jax.numpy as jnp, jaxnll
     >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
     >>> jaxnll.cross_entropy(logits, jnp.array([0, 1]), reduction="none")
-    Array([0.27612972, 2.951799  ], dtype=float32)
+    Array([0.2761297, 2.951799 ], dtype=float32)
 
   References:
     Szegedy et al., `Rethinking the Inception Architecture

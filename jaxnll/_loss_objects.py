@@ -160,7 +160,7 @@ class CrossEntropyLoss(_Loss):
     >>> import jax.numpy as jnp, jaxnll
     >>> loss = jaxnll.CrossEntropyLoss(label_smoothing=0.1)
     >>> loss(jnp.array([[2.0, 0.0, 0.0]]), jnp.array([0]))
-    Array(0.3728782, dtype=float32)
+    Array(0.37287816, dtype=float32)
   """
 
   weight: jax.Array | None = None

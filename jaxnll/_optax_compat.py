@@ -116,7 +116,7 @@ def softmax_cross_entropy(
     >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
     >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     >>> losses.softmax_cross_entropy(logits, labels)
-    Array([0.27612972, 2.951799  ], dtype=float32)
+    Array([0.2761297, 2.951799 ], dtype=float32)
   """
   x = v.as_array("logits", logits)
   v.check_floating("logits", x)
@@ -177,7 +177,7 @@ def softmax_cross_entropy_with_integer_labels(
     >>> from jaxnll import losses
     >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
     >>> losses.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 1]))
-    Array([0.27612972, 2.951799  ], dtype=float32)
+    Array([0.2761297, 2.951799 ], dtype=float32)
   """
   x = v.as_array("logits", logits)
   v.check_floating("logits", x)
