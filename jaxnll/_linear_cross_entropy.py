@@ -429,9 +429,9 @@ def linear_cross_entropy_terms(
     if "forward-mode" not in str(e):
       raise
     raise TypeError(
-        "linear_cross_entropy supports reverse-mode differentiation (grad, vjp, jacrev, linearize, and "
-        "forward over reverse: jax.hessian, jvp of grad) but not forward mode applied to it directly (jvp, "
-        "jacfwd): its gradient is a block-wise custom VJP, which is what keeps the [tokens, V] logits out "
+        "linear_cross_entropy supports reverse-mode differentiation (grad, vjp, jacrev, and forward over "
+        "reverse: jax.hessian, jvp of grad) but not forward mode applied to it directly (jvp, jacfwd, the "
+        "map jax.linearize returns): its gradient is a block-wise custom VJP, which is what keeps the [tokens, V] logits out "
         "of memory. For forward mode use the materializing form, "
         "jaxnll.cross_entropy(embeddings @ classifier.T + bias, targets, ...)."
     ) from None
@@ -503,10 +503,10 @@ def linear_cross_entropy(
   stored. Values and gradients equal :func:`jaxnll.cross_entropy` on the
   materialized logits with the same options, to float32 rounding.
 
-  Differentiation: reverse mode (``grad``, ``vjp``, ``jacrev``,
-  ``linearize``) and forward over reverse (``jax.hessian``, ``jvp`` of
-  ``grad``) are exact. Forward mode applied to it directly (``jax.jvp``,
-  ``jax.jacfwd``) raises ``TypeError``: the block-wise custom VJP is what
+  Differentiation: reverse mode (``grad``, ``vjp``, ``jacrev``) and forward
+  over reverse (``jax.hessian``, ``jvp`` of ``grad``) are exact. Forward
+  mode applied to it directly (``jax.jvp``, ``jax.jacfwd``, the map that
+  ``jax.linearize`` returns) raises ``TypeError``: the block-wise custom VJP is what
   keeps the logits out of memory, and a rule JAX could run forward would be
   transposed into a loop that keeps every block. For forward mode use
   ``cross_entropy(embeddings @ classifier.T + bias, targets, ...)``.
