@@ -431,8 +431,8 @@ def linear_cross_entropy_terms(
     raise TypeError(
         "linear_cross_entropy supports reverse-mode differentiation (grad, vjp, jacrev, and forward over "
         "reverse: jax.hessian, jvp of grad) but not forward mode applied to it directly (jvp, jacfwd, the "
-        "map jax.linearize returns): its gradient is a block-wise custom VJP, which is what keeps the [tokens, V] logits out "
-        "of memory. For forward mode use the materializing form, "
+        "map jax.linearize returns): its gradient is a block-wise custom VJP, which is what keeps the "
+        "[tokens, V] logits out of memory. For forward mode use the materializing form, "
         "jaxnll.cross_entropy(embeddings @ classifier.T + bias, targets, ...)."
     ) from None
   target_weight = None if wt is None else vocab.lookup(wt.astype(ct), tg.classes)
