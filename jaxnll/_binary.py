@@ -35,18 +35,21 @@ class ProbabilityRangeError(ValueError, RuntimeError):
 # Kernels
 
 
+def _in_range(p: jax.Array, t: jax.Array) -> jax.Array:
+  return (p >= 0) & (p <= 1) & (t >= 0) & (t <= 1)  # False for NaN too
+
+
 @jax.custom_jvp
 def _bce(p: jax.Array, t: jax.Array) -> jax.Array:
-  valid = (p >= 0) & (p <= 1) & (t >= 0) & (t <= 1)
   loss = (t - 1) * jnp.maximum(jnp.log1p(-p), _LOG_CLAMP) - t * jnp.maximum(jnp.log(p), _LOG_CLAMP)
-  return jnp.where(valid, loss, jnp.nan)
+  return jnp.where(_in_range(p, t), loss, jnp.nan)
 
 
 def _bce_jvp(primals, tangents):
   p, t = primals
   dp, dt = tangents
   # Out-of-range values get a NaN slope as well as a NaN loss.
-  scale = jnp.where((p >= 0) & (p <= 1) & (t >= 0) & (t <= 1), 1.0, jnp.nan)
+  scale = jnp.where(_in_range(p, t), 1.0, jnp.nan)
   out = _bce(p, t)
   tangent = jnp.zeros_like(out)
   if not isinstance(dp, SymbolicZero):

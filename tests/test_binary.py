@@ -162,9 +162,9 @@ def test_focal_gamma_zero_has_no_nan_gradient_and_equals_weighted_bce():
       out[gamma] = (jax.grad(f, argnums=(0, 1))(a, b), jax.hessian(f)(a, b))
     return out
 
-  for dtype in (jnp.float32, jnp.float64):
-    for gamma, leaves in derivatives(x.astype(dtype), t.astype(dtype)).items():
-      assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(leaves)), (gamma, dtype, leaves)
+  # float32 saturates first: sigmoid(x) rounds to exactly 1 from x = 17 on.
+  for gamma, leaves in derivatives(x.astype(jnp.float32), t.astype(jnp.float32)).items():
+    assert all(np.isfinite(leaf).all() for leaf in jax.tree_util.tree_leaves(leaves)), (gamma, leaves)
   np.testing.assert_allclose(
       jaxnll.sigmoid_focal_loss(x, t, gamma=0.0, alpha=-1.0),
       jaxnll.binary_cross_entropy_with_logits(x, t, reduction="none"), rtol=1e-12)
@@ -308,18 +308,20 @@ def test_every_transformation():
 def test_half_precision_is_computed_in_float32(dtype):
   x, t, w = _problem(1, (64, 8))
   x = jnp.concatenate([jax.nn.sigmoid(x[:32]), x[32:]])  # probabilities for binary_cross_entropy
-  fns = [
-      lambda a, b, c: jaxnll.binary_cross_entropy(a[:32], b[:32], weight=c),
-      lambda a, b, c: jaxnll.binary_cross_entropy_with_logits(a, b, weight=c, pos_weight=2 * c),
-      lambda a, b, c: jaxnll.sigmoid_focal_loss(a, b, gamma=1.5, reduction="sum"),
-      lambda a, b, c: jaxnll.multilabel_soft_margin_loss(a, b, weight=c),
-  ]
+
+  def f(a, b, c):
+    return jnp.stack([
+        jaxnll.binary_cross_entropy(a[:32], b[:32], weight=c),
+        jaxnll.binary_cross_entropy_with_logits(a, b, weight=c, pos_weight=2 * c),
+        jaxnll.sigmoid_focal_loss(a, b, gamma=1.5, reduction="sum"),
+        jaxnll.multilabel_soft_margin_loss(a, b, weight=c),
+    ])
+
   half = [a.astype(dtype) for a in (x, t, w)]
-  for f in fns:
-    out = jax.jit(f)(*half)
-    assert out.dtype == jnp.float32
-    np.testing.assert_allclose(out, jax.jit(f)(*[a.astype(jnp.float32) for a in half]), rtol=1e-6)
-    assert jax.jit(jax.grad(f))(*half).dtype == dtype
+  out = jax.jit(f)(*half)
+  assert out.dtype == jnp.float32
+  np.testing.assert_allclose(out, jax.jit(f)(*[a.astype(jnp.float32) for a in half]), rtol=1e-6)
+  assert jax.jit(jax.grad(lambda *a: jnp.sum(f(*a))))(*half).dtype == dtype
 
 
 def test_empty_batches_like_torch():

@@ -101,7 +101,7 @@ def pairs(draw):
 
 
 # Fewer examples than the torch parity tests (the kernels are the same): each compiles both implementations.
-OPTAX_EXAMPLES = settings(max_examples=max(4, settings.default.max_examples // 8))
+OPTAX_EXAMPLES = settings(max_examples=max(4, settings.default.max_examples // 12))
 
 
 def _both(ours, ref, *args, **kw):
