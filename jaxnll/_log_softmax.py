@@ -53,10 +53,10 @@ def log_softmax(
     x: floating logits of any shape.
     axis: the class axis.
     where: optional boolean mask broadcastable to ``x``; masked entries are
-      left out of the normalizer and come out as ``-inf``. A fully masked (or
-      all ``-inf``) row gives ``-inf`` everywhere, never NaN, and zero
-      gradients. A NaN anywhere in an unmasked row makes the whole row NaN,
-      as in torch.
+      left out of the normalizer and come out as ``-inf`` with zero
+      gradients. A fully masked or all ``-inf`` row gives ``-inf``
+      everywhere, never NaN, and finite gradients. A NaN or ``+inf`` anywhere
+      in an unmasked row makes the whole row NaN, as in torch.
 
   Returns:
     An array of ``x``'s shape and dtype (the arithmetic runs in
@@ -77,8 +77,10 @@ def log_softmax(
     mask = v.check_where(where, arr.shape)
   xf = arr.astype(v.compute_dtype(arr.dtype))
   lse = logsumexp(xf, ax, mask)
-  # A fully masked row has lse = -inf; subtracting it would give +inf.
-  out = jnp.where(jnp.isneginf(lse), jnp.full_like(xf, -jnp.inf), xf - lse)
+  # A fully masked or all -inf row has lse = -inf: it subtracts 0 instead (a
+  # per-row choice, so the [..., C] pass stays one subtraction), leaving -inf
+  # logits -inf and masked entries to the mask below.
+  out = xf - jnp.where(jnp.isneginf(lse), jnp.zeros_like(lse), lse)
   if mask is not None:
     out = jnp.where(mask, out, jnp.full_like(out, -jnp.inf))
   return out.astype(arr.dtype)

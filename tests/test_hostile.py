@@ -159,9 +159,9 @@ POSITIONS = ["target", "non_target", "ignored", "masked"]
 VALUES = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf}
 
 
-def _nonfinite_case(position, value):
+def _nonfinite_case(position, value, num_classes=5):
   rng = np.random.default_rng(3)
-  x = rng.standard_normal((4, 5))
+  x = rng.standard_normal((4, num_classes))
   y = np.array([1, 3, 0, 2])
   where = np.ones(4, bool)
   if position == "target":
@@ -178,12 +178,13 @@ def _nonfinite_case(position, value):
   return x, y, where
 
 
-@pytest.mark.parametrize("eps", [0.0, 0.1])
+# 5 and 80 classes: short rows are masked through a class-iota comparison, long ones directly.
+@pytest.mark.parametrize(("eps", "num_classes"), [(0.0, 5), (0.1, 5), (0.1, 80)])
 @pytest.mark.parametrize("value", list(VALUES), ids=str)
 @pytest.mark.parametrize("position", POSITIONS)
-def test_nonfinite_logits_in_every_position_match_torch(position, value, eps):
-  x, y, where = _nonfinite_case(position, VALUES[value])
-  w = np.array([1.0, 2.0, 0.5, 1.5, 1.0])
+def test_nonfinite_logits_in_every_position_match_torch(position, value, eps, num_classes):
+  x, y, where = _nonfinite_case(position, VALUES[value], num_classes)
+  w = np.resize(np.array([1.0, 2.0, 0.5, 1.5, 1.0]), num_classes)
   kw = dict(label_smoothing=eps, weight=jnp.asarray(w))
   per = jaxnll.cross_entropy(jnp.asarray(x), jnp.asarray(y), reduction="none", where=jnp.asarray(where), **kw)
   grad = jax.grad(lambda a: jaxnll.cross_entropy(a, jnp.asarray(y), reduction="sum", where=jnp.asarray(where),
