@@ -10,12 +10,18 @@ Targets: jaxnll and torch get 10 % ignored targets (-100); optax and plain JAX, 
 ignore_index, get the same targets with the ignored ones replaced by class 0 (as bench_cross_entropy.py).
 
 Rows (``--rows 1,3,6`` selects):
-  1-4  [N, V] float32 cross_entropy
+  1-4  [N, V] float32 cross_entropy; row 3's "note" times single passes over its logits in the same rounds
+       (a reduction: one read; x * 2: a read and a write; exp(x - 3): the same with exp), the units the
+       kernels' times are made of (cross_entropy: max, exp written, sum, backward = 4 passes, 6 transfers)
   5    [8, 21, 128, 128] float32, axis=1 (segmentation; optax with axis=1, torch native layout)
   6    bf16 [4096, 32000], peers in bf16; "note" is jaxnll bf16 / jaxnll float32 on the same values
   7    jaxnll.nll_loss(jaxnll.log_softmax(x)) vs plain JAX log_softmax + take_along_axis (the optax
-       column) vs torch F.nll_loss(F.log_softmax(x)); "note" is this row / jaxnll.cross_entropy
-  8    weight + ignore_index + label_smoothing=0.1 vs optax plain (torch with the same options)
+       column) vs torch F.nll_loss(F.log_softmax(x)); "note" is this row / jaxnll.cross_entropy, and, timed
+       in the same rounds, what the pair adds to it: an [N, C] one-hot array written and summed over the
+       classes (log_softmax's backward sums its one-hot cotangent; XLA:CPU stores that array first)
+  8    weight + ignore_index + label_smoothing=0.1 vs optax plain (torch with the same options); "note" has
+       jaxnll plain / optax and, timed in the same rounds, one read of the logits (sum_c w_c x_c as a
+       matrix-vector product), which smoothing adds to the plain kernel's passes
   9    compile time (.lower().compile() of the jitted value_and_grad, jax.clear_caches() before each)
   10   linear_cross_entropy vs the materializing jaxnll.cross_entropy(h @ W.T, y) (in the optax column),
        gradients w.r.t. h and W; "note" is the compiled temp memory of both (memory_analysis) and, timed in
@@ -140,7 +146,16 @@ def optax_ce(axis: int = -1):
   return lambda x, y: optax.losses.softmax_cross_entropy_with_integer_labels(x, y, axis=axis).mean()
 
 
-def row_cross_entropy(name, shape, repeats, axis=-1) -> Result:
+# Single passes over the logits, for reading the kernels' times: a reduction
+# reads them once, an elementwise op reads them and writes a result.
+PASSES = {
+    "read (max)": lambda a: jnp.max(a, axis=-1),
+    "read+write (2x)": lambda a: a * 2,
+    "read+exp+write": lambda a: jnp.exp(a - 3.0),
+}
+
+
+def row_cross_entropy(name, shape, repeats, axis=-1, passes=False) -> Result:
   x, y, clean = class_problem(shape, axis % len(shape))
   xj, yj, cj = jnp.asarray(x), jnp.asarray(y, jnp.int32), jnp.asarray(clean, jnp.int32)
   yt = torch.from_numpy(y)
@@ -149,7 +164,12 @@ def row_cross_entropy(name, shape, repeats, axis=-1) -> Result:
       "optax": jax_fb(optax_ce(axis), xj, cj),
       "torch": torch_fb(lambda a: F.cross_entropy(a, yt), x),  # torch's class axis is 1
   }
-  return Result(name, timed(fns, repeats))
+  if passes:
+    fns.update({k: functools.partial(jax.jit(f), xj) for k, f in PASSES.items()})
+  s = timed(fns, repeats)
+  note = ("single passes over the logits, ms: " + ", ".join(f"{k} {med(s[k]) * 1e3:.1f}" for k in PASSES)
+          if passes else "")
+  return Result(name, s, note)
 
 
 def row_bf16(name, shape, repeats) -> Result:
@@ -176,17 +196,30 @@ def row_nll(name, shape, repeats) -> Result:
   x, y, clean = class_problem(shape, 1)
   xj, yj, cj = jnp.asarray(x), jnp.asarray(y, jnp.int32), jnp.asarray(clean, jnp.int32)
   yt = torch.from_numpy(y)
+  v = jnp.asarray(np.random.default_rng(1).standard_normal(shape[0], np.float32))
   fns = {
       "jaxnll": jax_fb(lambda a, b: jaxnll.nll_loss(jaxnll.log_softmax(a), b), xj, yj),
       "jaxnll cross_entropy": jax_fb(lambda a, b: jaxnll.cross_entropy(a, b), xj, yj),
       "optax": jax_fb(lambda a, b: -(jnp.take_along_axis(jax.nn.log_softmax(a), b[:, None], 1)).mean(), xj, cj),
       "torch": torch_fb(lambda a: F.nll_loss(F.log_softmax(a, 1), yt), x),
+      # What the pair does beyond cross_entropy: log_softmax's backward sums the
+      # one-hot cotangent over the classes, and XLA:CPU writes it whole first.
+      "one-hot": functools.partial(jax.jit(one_hot_written_and_summed, static_argnums=2), cj, v, shape[1]),
   }
   s = timed(fns, repeats)
   lo, hi = paired(s["jaxnll"], s["jaxnll cross_entropy"])
+  bound = med(s["jaxnll cross_entropy"]) + med(s["one-hot"])
   note = (f"/ jaxnll cross_entropy = {med(s['jaxnll']) / med(s['jaxnll cross_entropy']):.2f} [{lo:.2f}-{hi:.2f}]"
-          f" (cross_entropy {med(s['jaxnll cross_entropy']) * 1e3:.1f} ms); optax col: plain JAX pair")
+          f" (cross_entropy {med(s['jaxnll cross_entropy']) * 1e3:.1f} ms); cross_entropy + one-hot cotangent "
+          f"written and summed ({med(s['one-hot']) * 1e3:.1f} ms) = {bound * 1e3:.1f} ms "
+          f"= {bound / med(s['jaxnll cross_entropy']):.2f}x; optax col: plain JAX pair")
   return Result(name, s, note)
+
+
+def one_hot_written_and_summed(y, v, num_classes):
+  """An ``[N, C]`` one-hot array of ``v`` at ``y``, returned (so written) and summed over the classes."""
+  hot = jnp.where(lax.broadcasted_iota(jnp.int32, (y.shape[0], num_classes), 1) == y[:, None], v[:, None], 0.0)
+  return hot, jnp.sum(hot, axis=1)
 
 
 def row_options(name, shape, repeats) -> Result:
@@ -199,8 +232,17 @@ def row_options(name, shape, repeats) -> Result:
                                                             label_smoothing=0.1), xj, yj, wj),
       "optax": jax_fb(optax_ce(), xj, cj),
       "torch": torch_fb(lambda a: F.cross_entropy(a, yt, weight=wt, ignore_index=IGNORE, label_smoothing=0.1), x),
+      "jaxnll plain": jax_fb(lambda a, b: jaxnll.cross_entropy(a, b), xj, yj),
+      # What smoothing adds: sum_c w_c x_c per row, one more read of the logits.
+      "w.x": functools.partial(jax.jit(lambda a, c: jnp.dot(a, c, precision=lax.Precision.HIGHEST)), xj, wj),
   }
-  return Result(name, timed(fns, repeats), "optax plain; torch with the same options")
+  s = timed(fns, repeats)
+  lo, hi = paired(s["jaxnll plain"], s["optax"])
+  bound = med(s["jaxnll plain"]) + med(s["w.x"])
+  note = (f"optax plain; torch with the same options; jaxnll plain / optax = "
+          f"{med(s['jaxnll plain']) / med(s['optax']):.2f} [{lo:.2f}-{hi:.2f}], jaxnll plain + one read of the "
+          f"logits for sum w.x ({med(s['w.x']) * 1e3:.1f} ms) = {bound / med(s['optax']):.2f}x optax")
+  return Result(name, s, note)
 
 
 def row_compile(name, shape, repeats, warmup=True) -> Result:
@@ -290,7 +332,7 @@ def run_row(i: int, quick: bool, repeats: int) -> Result:
   if quick:
     name = f"{name} (quick: {list(shape)})"
   if i in (1, 2, 3, 4):
-    return row_cross_entropy(name, shape, repeats)
+    return row_cross_entropy(name, shape, repeats, passes=i == 3)
   if i == 5:
     return row_cross_entropy(name, shape, repeats, axis=1)
   if i == 6:
