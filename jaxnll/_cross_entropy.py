@@ -11,7 +11,7 @@ from jaxnll import _reduction
 from jaxnll import _validation as v
 from jaxnll._reduction import Reduction
 from jaxnll._targets import class_targets
-from jaxnll._xent_kernel import class_index_loss, probability_loss
+from jaxnll._xent_kernel import class_index_loss, keep_rows, probability_loss
 
 
 class LossTerms(NamedTuple):
@@ -37,10 +37,12 @@ def _element_shape(x: jax.Array, axis: int) -> tuple[int, ...]:
   return x.shape[:axis] + x.shape[axis + 1 :]
 
 
-def _softcapped(x: jax.Array, softcap: float | None) -> jax.Array:
+def _softcapped(x: jax.Array, softcap: float | None, counted: jax.Array, axis: int) -> jax.Array:
+  """``softcap * tanh(x / softcap)``; rows not counted are zeroed first, so
+  that whatever they hold (NaN included) cannot reach a gradient through tanh."""
   if softcap is None:
     return x
-  xf = x.astype(v.compute_dtype(x.dtype))
+  xf = keep_rows(jnp.expand_dims(counted, axis), x.astype(v.compute_dtype(x.dtype)), axis)
   return softcap * jnp.tanh(xf / softcap)
 
 
@@ -49,7 +51,7 @@ def _axis_text(axis: int, given: object) -> str:
 
 
 def _class_index_terms(
-    x, raw_targets, raw_where, *, weight, ignore_index, axis, given_axis, eps, z, normalize, name
+    x, raw_targets, raw_where, *, weight, ignore_index, axis, given_axis, eps, z, normalize, name, softcap=None
 ) -> LossTerms:
   targets = v.as_target_array("targets", raw_targets)
   v.check_integer("targets", targets, " (class indices)")
@@ -64,6 +66,7 @@ def _class_index_terms(
   w = v.check_weight(weight, num_classes)
   where = v.check_where(raw_where, shape, "the element shape (the input's shape without the class axis)")
   tg = class_targets(targets, num_classes, ignore_index, where)
+  x = _softcapped(x, softcap, tg.counted, axis)
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
   per = class_index_loss(x, w_arr, tg.classes, tg.counted, tg.bad, axis, eps, z, normalize)
@@ -71,7 +74,7 @@ def _class_index_terms(
   return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted)
 
 
-def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps, z) -> LossTerms:
+def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps, z, softcap=None) -> LossTerms:
   if targets.shape != x.shape:
     raise ValueError(
         f"probability `targets` must have the logits' shape {x.shape}, got "
@@ -87,6 +90,7 @@ def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps
   shape = _element_shape(x, axis)
   where = v.check_where(raw_where, shape, "the element shape (the input's shape without the class axis)")
   counted = jnp.ones(shape, bool) if where is None else where
+  x = _softcapped(x, softcap, counted, axis)
   ct = v.compute_dtype(x.dtype)
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
   per = probability_loss(x, targets, w_arr, counted, axis, eps, z)
@@ -111,15 +115,15 @@ def cross_entropy_terms(
   ii = v.check_ignore_index(ignore_index)
   eps = v.check_label_smoothing(label_smoothing)
   z = v.check_z_loss(z_loss)
-  x = _softcapped(x, v.check_softcap(softcap))
+  cap = v.check_softcap(softcap)
   t = v.as_target_array("targets", targets)
   if jnp.issubdtype(t.dtype, jnp.floating):
     return _probability_terms(
-        x, t, where, weight=weight, ignore_index=ii, axis=ax, eps=eps, z=z
+        x, t, where, weight=weight, ignore_index=ii, axis=ax, eps=eps, z=z, softcap=cap
     )
   return _class_index_terms(
       x, targets, where, weight=weight, ignore_index=ii, axis=ax, given_axis=axis, eps=eps, z=z,
-      normalize=True, name="logits",
+      normalize=True, name="logits", softcap=cap,
   )
 
 

@@ -286,9 +286,10 @@ def _fused_bwd(eps, z, block, softcap, vocab_axis, res, g):
       dx = dx - c_smooth[:, None] * w_cls_blk[None, :]
     is_target = lax.broadcasted_iota(jnp.int32, x.shape, 1) == (y_c - start)[:, None]
     dx = jnp.where(is_target, dx - c_target[:, None], dx)
-    dx = jnp.where(keep[:, None], dx, zero)
     du = dx if softcap is None else dx * (1.0 - jnp.square(x / softcap))
-    return du, x
+    # Last, so that nothing an ignored row's logits hold (NaN through the cap's
+    # derivative included) reaches its gradient.
+    return jnp.where(keep[:, None], du, zero), x
 
   chunk = token_chunk(num_tokens, dim)
 

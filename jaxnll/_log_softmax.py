@@ -33,10 +33,16 @@ def logsumexp(x: jax.Array, axis: int, where: jax.Array | None = None) -> jax.Ar
   and the log of an empty sum is never differentiated, so such rows get zero
   gradients instead of NaN. A NaN anywhere in a row gives NaN.
   """
+  m, rel = _shift_and_rel(x, axis, where)
+  return rel + m
+
+
+def _shift_and_rel(x, axis, where):
+  """A row's shift ``m`` (its max, made safe) and ``log Σ exp(x - m)``."""
   if where is not None:
     x = jnp.where(where, x, -jnp.inf)
   m = finite_shift(lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True)))
-  return log_of_shifted_sum(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True), m)
+  return m, log_of_shifted_sum(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True), jnp.zeros_like(m))
 
 
 def log_softmax(
@@ -76,11 +82,12 @@ def log_softmax(
   if where is not None:
     mask = v.check_where(where, arr.shape)
   xf = arr.astype(v.compute_dtype(arr.dtype))
-  lse = logsumexp(xf, ax, mask)
-  # A fully masked or all -inf row has lse = -inf: it subtracts 0 instead (a
-  # per-row choice, so the [..., C] pass stays one subtraction), leaving -inf
-  # logits -inf and masked entries to the mask below.
-  out = xf - jnp.where(jnp.isneginf(lse), jnp.zeros_like(lse), lse)
+  m, rel = _shift_and_rel(xf, ax, mask)
+  # (x - m) - rel, both relative to the row max, so the error does not grow
+  # with the logits' offset. A fully masked or all -inf row has rel = -inf:
+  # it subtracts 0 instead (a per-row choice, so the [..., C] pass stays
+  # subtractions), leaving -inf logits -inf and masked entries to the mask.
+  out = (xf - m) - jnp.where(jnp.isneginf(rel), jnp.zeros_like(rel), rel)
   if mask is not None:
     out = jnp.where(mask, out, jnp.full_like(out, -jnp.inf))
   return out.astype(arr.dtype)

@@ -520,3 +520,43 @@ def test_numpy_integers_are_accepted_where_ints_are():
                              jaxnll.linear_cross_entropy(h, w_cls, y), rtol=1e-12)
   assert jaxnll.CrossEntropyLoss(axis=np.int64(1)).axis == 1
   assert jaxnll.NLLLoss(axis=np.int32(-1)).axis == -1
+
+
+# --------------------------------------------------------------------------
+# The soft cap and large offsets.
+
+
+@pytest.mark.parametrize("mask", ["ignored", "where", "probabilities", "fused"])
+def test_softcap_keeps_uncounted_rows_with_nan_at_zero_gradient(mask):
+  x = jnp.array([[1.0, 2.0, 3.0], [jnp.nan, 0.0, 0.0]])
+  y = jnp.array([0, -100])
+  keep = jnp.array([True, False])
+  if mask == "fused":
+    h = jnp.array([[1.0, 2.0], [jnp.nan, 1.0]])
+    g = jax.grad(lambda a: jaxnll.linear_cross_entropy(a, jnp.full((3, 2), 0.1), y, softcap=30.0))(h)
+    assert np.isfinite(g[0]).all() and np.all(np.asarray(g[1]) == 0.0)
+    return
+  if mask == "ignored":
+    f = lambda a: jaxnll.cross_entropy(a, y, softcap=30.0, reduction="sum")
+  elif mask == "where":
+    f = lambda a: jaxnll.cross_entropy(a, jnp.array([0, 1]), softcap=30.0, where=keep, reduction="sum")
+  else:
+    f = lambda a: jaxnll.cross_entropy(a, jnp.full((2, 3), 1 / 3), softcap=30.0, where=keep, reduction="sum")
+  g = np.asarray(jax.grad(f)(x))
+  assert np.all(g[1] == 0.0), g
+  # The counted row as torch computes it: cross-entropy of 30 tanh(x / 30).
+  xt = torch.tensor(np.asarray(x[:1]), requires_grad=True)
+  target = torch.full((1, 3), 1 / 3) if mask == "probabilities" else torch.tensor([0])
+  F.cross_entropy(30 * torch.tanh(xt / 30), target, reduction="sum").backward()
+  np.testing.assert_allclose(g[0], xt.grad.numpy()[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("offset", [0.0, 30.0, 1e3, 1e4, -1e4])
+def test_log_softmax_error_does_not_grow_with_the_offset(offset):
+  x = np.random.default_rng(0).standard_normal((4, 50)).astype(np.float32) * 3 + np.float32(offset)
+  ref = F.log_softmax(torch.tensor(x, dtype=torch.float64), 1).numpy()
+  np.testing.assert_allclose(jaxnll.log_softmax(jnp.asarray(x)), ref, rtol=0, atol=2e-6)
+  mask = np.arange(50) % 3 > 0
+  ref_masked = F.log_softmax(torch.tensor(np.where(mask, x, -np.inf), dtype=torch.float64), 1).numpy()
+  np.testing.assert_allclose(jaxnll.log_softmax(jnp.asarray(x), where=jnp.asarray(mask)), ref_masked, rtol=0,
+                             atol=2e-6)
