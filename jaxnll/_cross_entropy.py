@@ -189,7 +189,7 @@ def nll_loss(
     >>> import jax.numpy as jnp, jaxnll
     >>> lp = jaxnll.log_softmax(jnp.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]))
     >>> jaxnll.nll_loss(lp, jnp.array([2, -100]))
-    Array(0.4076059, dtype=float32)
+    Array(0.40760595, dtype=float32)
   """
   red = v.check_reduction(reduction)
   terms = nll_loss_terms(
