@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 
 from jaxnll import _reduction
 from jaxnll import _validation as v
+from jaxnll._loss_base import LossTerms
 from jaxnll._reduction import Reduction
 from jaxnll._targets import class_targets
 from jaxnll._xent_kernel import class_index_loss, keep_rows, probability_loss
-
-
-class LossTerms(NamedTuple):
-  """A loss before reduction: each element's loss, its share of the mean's
-  denominator, and whether it is counted (not ignored or masked)."""
-
-  per_element: jax.Array
-  normalizer: jax.Array
-  counted: jax.Array
 
 
 def _class_axis(x: jax.Array, axis: object, name: str) -> int:

@@ -1,31 +1,31 @@
-"""torch's ``nn`` losses as validated, immutable, pytree loss objects.
+"""torch's ``nn`` losses of the cross-entropy, binary, divergence and regression families as loss objects.
 
-Array options (``weight``, ``pos_weight``) are pytree leaves and everything
-else is static metadata, so a loss object can be passed straight into a
-jitted function: a new object with the same static options does not retrace.
-Each object's ``terms`` gives the per-element losses and their normalizer
-shares; ``__call__`` and ``sum_and_normalizer`` reduce them in the one shared
-way (``_reduction``).
+Each object is a validated, immutable pytree (:mod:`jaxnll._loss_base`) that
+binds a loss function's options. Constructors take torch's arguments in
+torch's positional order (its legacy ``size_average`` and ``reduce``
+excluded), so ``HuberLoss("sum", 0.5)`` reads as in torch; jaxnll's own
+options (``axis``, ``z_loss``, ``softcap``, the regression ``weight``) are
+keyword-only.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from jaxnll import _reduction
 from jaxnll import _validation as v
 from jaxnll._binary import (
     binary_cross_entropy_terms,
     binary_cross_entropy_with_logits_terms,
     multilabel_soft_margin_loss_terms,
 )
-from jaxnll._cross_entropy import LossTerms, cross_entropy_terms, nll_loss_terms
+from jaxnll._cross_entropy import cross_entropy_terms, nll_loss_terms
 from jaxnll._divergence import kl_div_terms
+from jaxnll._loss_base import LossObject, LossTerms, count_hits, register, set_field
 from jaxnll._reduction import KLDivReduction, Reduction
 from jaxnll._regression import (
     gaussian_nll_loss_terms,
@@ -35,8 +35,6 @@ from jaxnll._regression import (
     poisson_nll_loss_terms,
     smooth_l1_loss_terms,
 )
-
-T = TypeVar("T")
 
 
 def _check_weight_vector(weight: Any) -> Any:
@@ -54,60 +52,16 @@ def _check_axis_type(axis: object) -> int:
   return int(axis)
 
 
-def _register(*leaves: str) -> Callable[[type[T]], type[T]]:
-  """Registers a frozen dataclass as a pytree whose ``leaves`` fields are children, the rest static."""
-
-  def register(cls: type[T]) -> type[T]:
-    static = tuple(f.name for f in dataclasses.fields(cls) if f.name not in leaves)  # type: ignore[arg-type]
-
-    def flatten_with_keys(obj):
-      return [(jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in leaves], tuple(
-          getattr(obj, n) for n in static
-      )
-
-    def unflatten(aux, children):
-      obj: Any = object.__new__(cls)
-      for name, value in zip(leaves, children, strict=True):
-        object.__setattr__(obj, name, value)
-      for name, value in zip(static, aux, strict=True):
-        object.__setattr__(obj, name, value)
-      return obj
-
-    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten)
-    return cls
-
-  return register
+def _reduction_option(reduction: object, check=v.check_reduction) -> str:
+  """A reduction passed where torch puts it; an array there is a weight passed positionally."""
+  if isinstance(reduction, (jax.Array, jax.core.Tracer)) or hasattr(reduction, "__array__"):
+    raise TypeError(
+        "`reduction` must be a string; got an array: torch's positional order puts `reduction` first here, "
+        "pass weights as `weight=`.")
+  return check(reduction)
 
 
-class _Reduced:
-  """Reduction of :meth:`terms` for losses called as ``(input, targets)``."""
-
-  reduction: str
-
-  def terms(self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike,
-            *, where: jax.typing.ArrayLike | None = None) -> LossTerms:
-    raise NotImplementedError
-
-  def __call__(self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike,
-               *, where: jax.typing.ArrayLike | None = None) -> jax.Array:
-    """The loss, reduced by ``self.reduction``."""
-    terms = self.terms(input, targets, where=where)
-    return _reduction.reduce(terms.per_element, terms.normalizer, self.reduction)
-
-  def sum_and_normalizer(
-      self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike,
-      *, where: jax.typing.ArrayLike | None = None,
-  ) -> tuple[jax.Array, jax.Array]:
-    """``(loss_sum, normalizer)`` such that the loss is ``loss_sum / normalizer``.
-
-    Add both over micro-batches or devices and divide once to get exactly
-    the full-batch loss, weights and ignored targets included.
-    """
-    terms = self.terms(input, targets, where=where)
-    return _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, self.reduction)
-
-
-class _Loss(_Reduced):
+class _Loss(LossObject):
   """The class-index losses' shared options."""
 
   weight: jax.Array | None
@@ -119,11 +73,18 @@ class _Loss(_Reduced):
     """Validates (and normalizes) the options both losses take."""
     object.__setattr__(self, "weight", _check_weight_vector(self.weight))
     object.__setattr__(self, "ignore_index", v.check_ignore_index(self.ignore_index))
-    object.__setattr__(self, "reduction", v.check_reduction(self.reduction))
+    object.__setattr__(self, "reduction", _reduction_option(self.reduction))
     object.__setattr__(self, "axis", _check_axis_type(self.axis))
 
+  def batch_hits(self, outputs, batch, counted):
+    """Argmax hits against the class indices (against the argmax of probability targets)."""
+    axis = self.axis % jnp.ndim(outputs)
+    targets = jnp.asarray(batch["targets"])
+    labels = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, axis=axis)
+    return count_hits(jnp.argmax(outputs, axis=axis) == labels, counted)
 
-@_register("weight")
+
+@register("weight")
 @dataclasses.dataclass(frozen=True, eq=False)
 class NLLLoss(_Loss):
   """``torch.nn.NLLLoss``: :func:`jaxnll.nll_loss` with its options bound.
@@ -138,6 +99,7 @@ class NLLLoss(_Loss):
   weight: jax.Array | None = None
   ignore_index: int = -100
   reduction: Reduction = "mean"
+  _: dataclasses.KW_ONLY
   axis: int = -1
 
   def __post_init__(self) -> None:
@@ -151,7 +113,7 @@ class NLLLoss(_Loss):
     )
 
 
-@_register("weight")
+@register("weight")
 @dataclasses.dataclass(frozen=True, eq=False)
 class CrossEntropyLoss(_Loss):
   """``torch.nn.CrossEntropyLoss``: :func:`jaxnll.cross_entropy` with its options bound.
@@ -167,6 +129,7 @@ class CrossEntropyLoss(_Loss):
   ignore_index: int = -100
   reduction: Reduction = "mean"
   label_smoothing: float = 0.0
+  _: dataclasses.KW_ONLY
   axis: int = -1
   z_loss: float = 0.0
   softcap: float | None = None
@@ -186,19 +149,25 @@ class CrossEntropyLoss(_Loss):
     )
 
 
-# --------------------------------------------------------------------------
-# Elementwise losses. ``weight`` may be passed positionally, as in torch;
-# every other option is keyword-only.
+_set = set_field
 
 
-def _set(obj: object, name: str, value: object) -> None:
-  object.__setattr__(obj, name, value)
+class _PerLabel:
+  """Accuracy per label for the binary losses: ``output > threshold`` against ``target > 0.5``."""
+
+  threshold = 0.0  # on logits
+
+  def batch_hits(self, outputs, batch, counted):
+    hit = (jnp.asarray(outputs) > self.threshold) == (jnp.asarray(batch["targets"]) > 0.5)
+    # A per-sample loss (multi-label soft margin) counts each of its labels.
+    counted = jnp.broadcast_to(counted.reshape(counted.shape + (1,) * (hit.ndim - counted.ndim)), hit.shape)
+    return count_hits(hit, counted)
 
 
-@_register("weight")
+@register("weight")
 @dataclasses.dataclass(frozen=True, eq=False)
-class BCELoss(_Reduced):
-  """``torch.nn.BCELoss``: :func:`jaxnll.binary_cross_entropy` with its options bound.
+class BCELoss(_PerLabel, LossObject):
+  """``torch.nn.BCELoss(weight, reduction)``: :func:`jaxnll.binary_cross_entropy` with its options bound.
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
@@ -208,22 +177,23 @@ class BCELoss(_Reduced):
   """
 
   weight: jax.Array | None = None
-  _: dataclasses.KW_ONLY
   reduction: Reduction = "mean"
+  threshold = 0.5  # accuracy reads probabilities
 
   def __post_init__(self) -> None:
     _set(self, "weight", v.check_weight_array("weight", self.weight))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""
     return binary_cross_entropy_terms(input, targets, weight=self.weight, where=where)
 
 
-@_register("weight", "pos_weight")
+@register("weight", "pos_weight")
 @dataclasses.dataclass(frozen=True, eq=False)
-class BCEWithLogitsLoss(_Reduced):
-  """``torch.nn.BCEWithLogitsLoss``: :func:`jaxnll.binary_cross_entropy_with_logits` with its options bound.
+class BCEWithLogitsLoss(_PerLabel, LossObject):
+  """``torch.nn.BCEWithLogitsLoss(weight, reduction, pos_weight)``: :func:`jaxnll.binary_cross_entropy_with_logits`
+  with its options bound.
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
@@ -233,14 +203,13 @@ class BCEWithLogitsLoss(_Reduced):
   """
 
   weight: jax.Array | None = None
-  _: dataclasses.KW_ONLY
   reduction: Reduction = "mean"
   pos_weight: jax.Array | None = None
 
   def __post_init__(self) -> None:
     _set(self, "weight", v.check_weight_array("weight", self.weight))
     _set(self, "pos_weight", v.check_weight_array("pos_weight", self.pos_weight))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""
@@ -249,10 +218,11 @@ class BCEWithLogitsLoss(_Reduced):
     )
 
 
-@_register("weight")
+@register("weight")
 @dataclasses.dataclass(frozen=True, eq=False)
-class MultiLabelSoftMarginLoss(_Reduced):
-  """``torch.nn.MultiLabelSoftMarginLoss``: :func:`jaxnll.multilabel_soft_margin_loss` with its options bound.
+class MultiLabelSoftMarginLoss(_PerLabel, LossObject):
+  """``torch.nn.MultiLabelSoftMarginLoss(weight, reduction)``: :func:`jaxnll.multilabel_soft_margin_loss` with
+  its options bound.
 
   Its per-element loss is per sample: ``where`` masks samples.
 
@@ -264,26 +234,25 @@ class MultiLabelSoftMarginLoss(_Reduced):
   """
 
   weight: jax.Array | None = None
-  _: dataclasses.KW_ONLY
   reduction: Reduction = "mean"
 
   def __post_init__(self) -> None:
     _set(self, "weight", v.check_weight_array("weight", self.weight))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-sample losses and normalizer shares, before reduction."""
     return multilabel_soft_margin_loss_terms(input, targets, weight=self.weight, where=where)
 
 
-@_register()
-@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class KLDivLoss(_Reduced):
-  """``torch.nn.KLDivLoss``: :func:`jaxnll.kl_div` with its options bound.
+@register()
+@dataclasses.dataclass(frozen=True, eq=False)
+class KLDivLoss(LossObject):
+  """``torch.nn.KLDivLoss(reduction, log_target)``: :func:`jaxnll.kl_div` with its options bound.
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
-    >>> loss = jaxnll.KLDivLoss(reduction="batchmean")
+    >>> loss = jaxnll.KLDivLoss("batchmean")
     >>> loss(jnp.log(jnp.array([[0.5, 0.5]])), jnp.array([[0.9, 0.1]]))
     Array(0.36806417, dtype=float32)
   """
@@ -292,7 +261,7 @@ class KLDivLoss(_Reduced):
   log_target: bool = False
 
   def __post_init__(self) -> None:
-    _set(self, "reduction", v.check_kl_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction, v.check_kl_reduction))
     _set(self, "log_target", v.check_flag("log_target", self.log_target))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
@@ -300,10 +269,11 @@ class KLDivLoss(_Reduced):
     return kl_div_terms(input, targets, reduction=self.reduction, log_target=self.log_target, where=where)
 
 
-@_register()
-@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class PoissonNLLLoss(_Reduced):
-  """``torch.nn.PoissonNLLLoss``: :func:`jaxnll.poisson_nll_loss` with its options bound.
+@register()
+@dataclasses.dataclass(frozen=True, eq=False)
+class PoissonNLLLoss(LossObject):
+  """``torch.nn.PoissonNLLLoss(log_input, full, eps, reduction)``: :func:`jaxnll.poisson_nll_loss` with its
+  options bound.
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
@@ -321,7 +291,7 @@ class PoissonNLLLoss(_Reduced):
     _set(self, "log_input", v.check_flag("log_input", self.log_input))
     _set(self, "full", v.check_flag("full", self.full))
     _set(self, "eps", v.check_positive("eps", self.eps))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""
@@ -330,12 +300,14 @@ class PoissonNLLLoss(_Reduced):
     )
 
 
-@_register()
+@register()
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class GaussianNLLLoss:
-  """``torch.nn.GaussianNLLLoss``: :func:`jaxnll.gaussian_nll_loss` with its options bound.
+class GaussianNLLLoss(LossObject):
+  """``torch.nn.GaussianNLLLoss(*, full, eps, reduction)``: :func:`jaxnll.gaussian_nll_loss` with its options
+  bound (keyword-only, as in torch).
 
-  Called as ``loss(input, targets, var)``.
+  Called as ``loss(input, targets, var)``; in :mod:`jaxnll.training` the
+  model returns the pair ``(mean, var)``.
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
@@ -351,32 +323,25 @@ class GaussianNLLLoss:
   def __post_init__(self) -> None:
     _set(self, "full", v.check_flag("full", self.full))
     _set(self, "eps", v.check_positive("eps", self.eps))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
-  def terms(self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike, var: jax.typing.ArrayLike,
-            *, where: jax.typing.ArrayLike | None = None) -> LossTerms:
+  def terms(self, input, targets, var, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""
     return gaussian_nll_loss_terms(input, targets, var, full=self.full, eps=self.eps, where=where)
 
-  def __call__(self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike, var: jax.typing.ArrayLike,
-               *, where: jax.typing.ArrayLike | None = None) -> jax.Array:
-    """The loss, reduced by ``self.reduction``."""
-    terms = self.terms(input, targets, var, where=where)
-    return _reduction.reduce(terms.per_element, terms.normalizer, self.reduction)
-
-  def sum_and_normalizer(
-      self, input: jax.typing.ArrayLike, targets: jax.typing.ArrayLike, var: jax.typing.ArrayLike,
-      *, where: jax.typing.ArrayLike | None = None,
-  ) -> tuple[jax.Array, jax.Array]:
-    """``(loss_sum, normalizer)`` such that the loss is ``loss_sum / normalizer``."""
-    terms = self.terms(input, targets, var, where=where)
-    return _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, self.reduction)
+  def batch_terms(self, outputs, batch) -> LossTerms:
+    """``outputs`` is the model's ``(mean, var)`` pair."""
+    if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2):
+      raise TypeError(
+          "with GaussianNLLLoss, `apply_fn` must return a pair (mean, var), got "
+          f"{type(outputs).__name__}.")
+    return self.terms(outputs[0], batch["targets"], outputs[1], where=batch.get("where"))
 
 
-@_register("weight")
+@register("weight")
 @dataclasses.dataclass(frozen=True, eq=False)
-class L1Loss(_Reduced):
-  """``torch.nn.L1Loss``: :func:`jaxnll.l1_loss` with its options bound (``weight`` included).
+class L1Loss(LossObject):
+  """``torch.nn.L1Loss(reduction)``: :func:`jaxnll.l1_loss` with its options bound (``weight=`` too).
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
@@ -384,73 +349,73 @@ class L1Loss(_Reduced):
     Array(1.1666666, dtype=float32)
   """
 
-  weight: jax.Array | None = None
-  _: dataclasses.KW_ONLY
   reduction: Reduction = "mean"
+  _: dataclasses.KW_ONLY
+  weight: jax.Array | None = None
 
   def __post_init__(self) -> None:
     _set(self, "weight", v.check_weight_array("weight", self.weight))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares (the weights), before reduction."""
     return l1_loss_terms(input, targets, weight=self.weight, where=where)
 
 
-@_register("weight")
+@register("weight")
 @dataclasses.dataclass(frozen=True, eq=False)
-class MSELoss(_Reduced):
-  """``torch.nn.MSELoss``: :func:`jaxnll.mse_loss` with its options bound (``weight`` included).
+class MSELoss(LossObject):
+  """``torch.nn.MSELoss(reduction)``: :func:`jaxnll.mse_loss` with its options bound (``weight=`` too).
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
-    >>> jaxnll.MSELoss(reduction="sum")(jnp.array([1.0, 2.0, 4.0]), jnp.array([1.5, 2.0, 1.0]))
+    >>> jaxnll.MSELoss("sum")(jnp.array([1.0, 2.0, 4.0]), jnp.array([1.5, 2.0, 1.0]))
     Array(9.25, dtype=float32)
   """
 
-  weight: jax.Array | None = None
-  _: dataclasses.KW_ONLY
   reduction: Reduction = "mean"
+  _: dataclasses.KW_ONLY
+  weight: jax.Array | None = None
 
   def __post_init__(self) -> None:
     _set(self, "weight", v.check_weight_array("weight", self.weight))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares (the weights), before reduction."""
     return mse_loss_terms(input, targets, weight=self.weight, where=where)
 
 
-@_register("weight")
+@register("weight")
 @dataclasses.dataclass(frozen=True, eq=False)
-class HuberLoss(_Reduced):
-  """``torch.nn.HuberLoss``: :func:`jaxnll.huber_loss` with its options bound (``weight`` included).
+class HuberLoss(LossObject):
+  """``torch.nn.HuberLoss(reduction, delta)``: :func:`jaxnll.huber_loss` with its options bound (``weight=`` too).
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
-    >>> jaxnll.HuberLoss(delta=2.0)(jnp.array([0.5, 3.0]), jnp.array([0.0, 0.0]))
+    >>> jaxnll.HuberLoss("mean", 2.0)(jnp.array([0.5, 3.0]), jnp.array([0.0, 0.0]))
     Array(2.0625, dtype=float32)
   """
 
-  weight: jax.Array | None = None
-  _: dataclasses.KW_ONLY
-  delta: float = 1.0
   reduction: Reduction = "mean"
+  delta: float = 1.0
+  _: dataclasses.KW_ONLY
+  weight: jax.Array | None = None
 
   def __post_init__(self) -> None:
     _set(self, "weight", v.check_weight_array("weight", self.weight))
     _set(self, "delta", v.check_positive("delta", self.delta))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""
     return huber_loss_terms(input, targets, delta=self.delta, weight=self.weight, where=where)
 
 
-@_register()
-@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class SmoothL1Loss(_Reduced):
-  """``torch.nn.SmoothL1Loss``: :func:`jaxnll.smooth_l1_loss` with its options bound.
+@register()
+@dataclasses.dataclass(frozen=True, eq=False)
+class SmoothL1Loss(LossObject):
+  """``torch.nn.SmoothL1Loss(reduction, beta)``: :func:`jaxnll.smooth_l1_loss` with its options bound.
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
@@ -458,12 +423,12 @@ class SmoothL1Loss(_Reduced):
     Array(1.03125, dtype=float32)
   """
 
-  beta: float = 1.0
   reduction: Reduction = "mean"
+  beta: float = 1.0
 
   def __post_init__(self) -> None:
     _set(self, "beta", v.check_nonnegative("beta", self.beta))
-    _set(self, "reduction", v.check_reduction(self.reduction))
+    _set(self, "reduction", _reduction_option(self.reduction))
 
   def terms(self, input, targets, *, where=None) -> LossTerms:
     """Per-element losses and normalizer shares, before reduction."""

@@ -20,10 +20,8 @@ import jax.numpy as jnp
 from jaxnll import _binary, _divergence, _reduction, _regression
 from jaxnll import _loss_objects as lo
 from jaxnll._cross_entropy import cross_entropy, nll_loss
+from jaxnll._loss_base import LossObject
 
-LossObject = (lo.CrossEntropyLoss | lo.NLLLoss | lo.BCELoss | lo.BCEWithLogitsLoss | lo.MultiLabelSoftMarginLoss
-              | lo.KLDivLoss | lo.PoissonNLLLoss | lo.GaussianNLLLoss | lo.L1Loss | lo.MSELoss | lo.HuberLoss
-              | lo.SmoothL1Loss)
 LossLike = LossObject | Callable[..., jax.Array]
 Batch = Mapping[str, Any]
 Metrics = dict[str, jax.Array]
@@ -42,10 +40,6 @@ _OBJECT_FOR: dict[Callable[..., jax.Array], type] = {
     _regression.huber_loss: lo.HuberLoss,
     _regression.smooth_l1_loss: lo.SmoothL1Loss,
 }
-_OBJECTS = tuple(_OBJECT_FOR.values())
-# How a prediction is read off the outputs, for the accuracy metric.
-_CLASS_INDEX = (lo.CrossEntropyLoss, lo.NLLLoss)
-_LOGIT_PER_LABEL = (lo.BCEWithLogitsLoss, lo.MultiLabelSoftMarginLoss)
 
 
 def as_loss_object(loss: LossLike) -> LossObject:
@@ -53,7 +47,7 @@ def as_loss_object(loss: LossLike) -> LossObject:
   function of jaxnll that has one (``jaxnll.cross_entropy``,
   ``jaxnll.binary_cross_entropy_with_logits``, ...), or a
   ``functools.partial`` of such a function with options bound by keyword."""
-  if isinstance(loss, _OBJECTS):
+  if isinstance(loss, LossObject):
     return loss  # type: ignore[return-value]
   kwargs: dict[str, Any] = {}
   fn = loss
@@ -82,33 +76,6 @@ def _training_loss(loss: LossLike) -> LossObject:
   return obj
 
 
-def _terms(obj: LossObject, outputs: Any, targets: Any, where: Any):
-  if isinstance(obj, lo.GaussianNLLLoss):
-    if not (isinstance(outputs, (tuple, list)) and len(outputs) == 2):
-      raise TypeError(
-          "with GaussianNLLLoss, `apply_fn` must return a pair (mean, var), got "
-          f"{type(outputs).__name__}.")
-    return obj.terms(outputs[0], targets, outputs[1], where=where)
-  return obj.terms(outputs, targets, where=where)
-
-
-def _hits(obj: LossObject, outputs: Any, targets: Any, counted: jax.Array) -> tuple[jax.Array, jax.Array] | None:
-  """``(correct, count)`` of the predictions, where accuracy means something."""
-  if isinstance(obj, _CLASS_INDEX):
-    axis = obj.axis % outputs.ndim
-    targets = jnp.asarray(targets)
-    labels = targets if jnp.issubdtype(targets.dtype, jnp.integer) else jnp.argmax(targets, axis=axis)
-    hit = jnp.argmax(outputs, axis=axis) == labels
-  elif isinstance(obj, (*_LOGIT_PER_LABEL, lo.BCELoss)):
-    threshold = 0.0 if isinstance(obj, _LOGIT_PER_LABEL) else 0.5
-    hit = (jnp.asarray(outputs) > threshold) == (jnp.asarray(targets) > 0.5)
-    # A per-sample loss (multi-label soft margin) counts each of its labels.
-    counted = jnp.broadcast_to(counted.reshape(counted.shape + (1,) * (hit.ndim - counted.ndim)), hit.shape)
-  else:
-    return None
-  return jnp.sum(counted & hit).astype(jnp.float32), jnp.sum(counted).astype(jnp.float32)
-
-
 def loss_and_metrics(outputs: Any, batch: Batch, loss: LossLike) -> tuple[jax.Array, Metrics]:
   """The reduced loss of ``outputs`` against ``batch``, and additive metric sums.
 
@@ -130,12 +97,11 @@ def loss_and_metrics(outputs: Any, batch: Batch, loss: LossLike) -> tuple[jax.Ar
     ``jax.value_and_grad(..., has_aux=True)`` or ``nnx.value_and_grad``.
   """
   obj = _training_loss(loss)
-  targets = batch["targets"]
-  terms = _terms(obj, outputs, targets, batch.get("where"))
+  terms = obj.batch_terms(outputs, batch)
   loss_sum, normalizer = _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, obj.reduction)
   value = finalize_loss(loss_sum, normalizer, obj.reduction)
   metrics = {"loss_sum": loss_sum, "normalizer": normalizer, "count": jnp.sum(terms.counted).astype(jnp.float32)}
-  hits = _hits(obj, outputs, targets, terms.counted)
+  hits = obj.batch_hits(outputs, batch, terms.counted)
   if hits is not None:
     metrics["correct"], metrics["count"] = hits
   return value, metrics

@@ -363,8 +363,8 @@ def test_objects_equal_functions_and_are_pytrees():
     jaxnll.BCELoss(reduction="batchmean")
   with pytest.raises(TypeError, match="`pos_weight`"):
     jaxnll.BCEWithLogitsLoss(pos_weight=np.ones(3, int))
-  with pytest.raises(TypeError):
-    jaxnll.BCEWithLogitsLoss(None, "mean")  # options other than weight are keyword-only
+  positional = jaxnll.BCEWithLogitsLoss(None, "sum", jnp.array([2.0]))  # torch's order: weight, reduction, pos_weight
+  assert positional.reduction == "sum" and float(positional.pos_weight[0]) == 2.0
 
 
 def test_objects_do_not_retrace():

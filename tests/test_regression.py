@@ -346,9 +346,9 @@ def test_objects_equal_functions_and_are_pytrees():
   w = v[0]
   mask = jnp.asarray(np.random.default_rng(3).uniform(size=(5, 4)) < 0.7)
   cases = [
-      (jaxnll.L1Loss(w), lambda: jaxnll.l1_loss(x, t, weight=w, where=mask)),
-      (jaxnll.MSELoss(w, reduction="sum"), lambda: jaxnll.mse_loss(x, t, weight=w, reduction="sum", where=mask)),
-      (jaxnll.HuberLoss(w, delta=0.5), lambda: jaxnll.huber_loss(x, t, weight=w, delta=0.5, where=mask)),
+      (jaxnll.L1Loss(weight=w), lambda: jaxnll.l1_loss(x, t, weight=w, where=mask)),
+      (jaxnll.MSELoss("sum", weight=w), lambda: jaxnll.mse_loss(x, t, weight=w, reduction="sum", where=mask)),
+      (jaxnll.HuberLoss(delta=0.5, weight=w), lambda: jaxnll.huber_loss(x, t, weight=w, delta=0.5, where=mask)),
       (jaxnll.SmoothL1Loss(beta=0.5), lambda: jaxnll.smooth_l1_loss(x, t, beta=0.5, where=mask)),
       (jaxnll.PoissonNLLLoss(log_input=False, full=True, eps=0.1),
        lambda: jaxnll.poisson_nll_loss(x, t, log_input=False, full=True, eps=0.1, where=mask)),
@@ -358,7 +358,7 @@ def test_objects_equal_functions_and_are_pytrees():
     s, n = loss.sum_and_normalizer(x, t, where=mask)
     np.testing.assert_allclose(s if loss.reduction == "sum" else s / n, ref(), rtol=1e-12)
   # l1/mse with weight: the normalizer is the counted weights (torch's weighted mean).
-  _, n = jaxnll.L1Loss(w).sum_and_normalizer(x, t, where=mask)
+  _, n = jaxnll.L1Loss(weight=w).sum_and_normalizer(x, t, where=mask)
   np.testing.assert_allclose(n, jnp.sum(jnp.where(mask, jnp.broadcast_to(w, (5, 4)), 0.0)))
   gauss = jaxnll.GaussianNLLLoss(full=True, eps=1e-3)
   np.testing.assert_allclose(gauss(x, t, v, where=mask),
@@ -386,6 +386,6 @@ def test_objects_do_not_retrace():
 
   rng = np.random.default_rng(4)
   for _ in range(3):
-    loss = jaxnll.MSELoss(jnp.asarray(rng.uniform(size=4)))
+    loss = jaxnll.MSELoss(weight=jnp.asarray(rng.uniform(size=4)))
     step(jnp.asarray(rng.standard_normal((5, 4))), jnp.asarray(rng.standard_normal((5, 4))),
          jnp.asarray(rng.uniform(size=(5, 4))), loss, jaxnll.GaussianNLLLoss(eps=1e-4))
