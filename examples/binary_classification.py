@@ -8,8 +8,8 @@ prints the training loss, then test accuracy and ROC AUC (0.94 and 0.99 with
 the defaults).
 """
 
-import argparse
 
+import _cli
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,9 +73,9 @@ def main(steps: int = 200, lr: float = 3e-3, seed: int = 0) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-  p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--steps", type=int, default=200)
-  p.add_argument("--lr", type=float, default=3e-3)
-  p.add_argument("--seed", type=int, default=0)
+  p = _cli.parser(__doc__)
+  p.add_argument("--steps", type=_cli.positive_int, default=200, help="full-batch AdamW steps")
+  p.add_argument("--lr", type=_cli.positive_float, default=3e-3, help="AdamW learning rate")
+  p.add_argument("--seed", type=_cli.nonnegative_int, default=0, help="split and initialization seed")
   args = p.parse_args()
   main(args.steps, args.lr, args.seed)

@@ -1,7 +1,7 @@
 """Haiku: hk.transform'd network trained with jaxnll.training.make_train_step."""
 
-import argparse
 
+import _cli
 import haiku as hk
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,6 @@ def main(steps: int = 30) -> list[float]:
 
 
 if __name__ == "__main__":
-  p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--steps", type=int, default=30)
+  p = _cli.parser(__doc__)
+  p.add_argument("--steps", type=_cli.positive_int, default=30, help="training steps")
   main(p.parse_args().steps)

@@ -1,7 +1,7 @@
 """Flax Linen: a TrainState whose step is built by jaxnll.training."""
 
-import argparse
 
+import _cli
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -45,6 +45,6 @@ def main(steps: int = 30) -> list[float]:
 
 
 if __name__ == "__main__":
-  p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--steps", type=int, default=30)
+  p = _cli.parser(__doc__)
+  p.add_argument("--steps", type=_cli.positive_int, default=30, help="training steps")
   main(p.parse_args().steps)

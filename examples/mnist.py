@@ -26,6 +26,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -107,11 +108,35 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, 
   args = parser.parse_args(argv)
   if args.data_dir is not None and not args.data_dir.is_dir():
     parser.error(f"argument --data-dir: {args.data_dir} is not a directory")
-  if args.metrics_out is not None and args.metrics_out.is_dir():
-    parser.error(f"argument --metrics-out: {args.metrics_out} is a directory, expected a file name")
-  if args.plot_dir is not None and args.plot_dir.exists() and not args.plot_dir.is_dir():
-    parser.error(f"argument --plot-dir: {args.plot_dir} exists and is not a directory")
+  if args.metrics_out is not None:
+    if args.metrics_out.is_dir():
+      parser.error(f"argument --metrics-out: {args.metrics_out} is a directory, expected a file name")
+    _check_writable(parser, "--metrics-out", args.metrics_out, args.metrics_out.parent)
+  if args.plot_dir is not None:
+    if args.plot_dir.exists() and not args.plot_dir.is_dir():
+      parser.error(f"argument --plot-dir: {args.plot_dir} exists and is not a directory")
+    _check_writable(parser, "--plot-dir", args.plot_dir, args.plot_dir)
   return parser, args
+
+
+def _check_writable(parser: argparse.ArgumentParser, flag: str, path: Path, folder: Path) -> None:
+  """Fails now, naming ``flag``, unless ``folder`` exists and takes a new file or can be created.
+
+  Checked before anything is loaded or trained, so an output path that cannot
+  be written never costs a run's results.
+  """
+  existing = folder.absolute()
+  while not existing.exists():
+    existing = existing.parent
+  if not existing.is_dir():
+    parser.error(f"argument {flag}: cannot write {path}: {existing} is not a directory")
+  if path.exists() and not os.access(path, os.W_OK):
+    parser.error(f"argument {flag}: cannot write {path}: permission denied")
+  try:
+    with tempfile.TemporaryFile(dir=existing):
+      pass
+  except OSError as e:
+    parser.error(f"argument {flag}: cannot write {path}: {existing} does not take new files ({e.strerror})")
 
 
 def build_cnn(seed: int) -> Any:

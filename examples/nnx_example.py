@@ -1,8 +1,8 @@
 """Flax NNX: jaxnll loss inside nnx.value_and_grad with an nnx.Optimizer."""
 
-import argparse
 import functools
 
+import _cli
 import jax.numpy as jnp
 import optax
 from _data import digits
@@ -47,6 +47,6 @@ def main(steps: int = 30) -> list[float]:
 
 
 if __name__ == "__main__":
-  p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--steps", type=int, default=30)
+  p = _cli.parser(__doc__)
+  p.add_argument("--steps", type=_cli.positive_int, default=30, help="training steps")
   main(p.parse_args().steps)

@@ -19,8 +19,8 @@ import os
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 
-import argparse
 
+import _cli
 import jax
 import jax.numpy as jnp
 import optax
@@ -83,11 +83,12 @@ def make_train_step(mesh: jax.sharding.Mesh, optimizer: optax.GradientTransforma
 
 
 def main() -> None:
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--steps", type=int, default=60)
-  p.add_argument("--data", type=int, default=None, help="size of the data axis (default: devices / model)")
-  p.add_argument("--model", type=int, default=2, help="size of the vocabulary (model) axis")
-  p.add_argument("--lr", type=float, default=3e-2)
+  p = _cli.parser(__doc__)
+  p.add_argument("--steps", type=_cli.positive_int, default=60, help="training steps")
+  p.add_argument("--data", type=_cli.positive_int, default=None,
+                 help="size of the data axis (default: devices / model)")
+  p.add_argument("--model", type=_cli.positive_int, default=2, help="size of the vocabulary (model) axis")
+  p.add_argument("--lr", type=_cli.positive_float, default=3e-2, help="learning rate")
   args = p.parse_args()
   model = min(args.model, jax.device_count())
   data = args.data or jax.device_count() // model

@@ -18,9 +18,10 @@ from jax.custom_derivatives import SymbolicZero
 
 from jaxnll import _reduction
 from jaxnll import _validation as v
-from jaxnll._cross_entropy import LossTerms
 from jaxnll._elementwise import Elements, elements, floating_input, known, times_zero_safe
+from jaxnll._loss_base import LossTerms
 from jaxnll._reduction import Reduction
+from jaxnll._targets import run_time_check
 
 _LOG_CLAMP = -100.0  # torch's floor for log(p) and log(1 - p)
 _GRAD_FLOOR = float(np.float32(1e-12))  # torch's floor for p (1 - p) in the gradient (a float32 constant there)
@@ -101,19 +102,18 @@ def focal_loss(
 
 
 def _check_probabilities(e: Elements, name: str, what: str, values: jax.Array) -> None:
-  """Raises like torch when ``values`` (and the mask) are known at trace time."""
-  if not known(values, e.counted):
-    return
+  """Raises like torch when ``values`` (and the mask) are known at trace time, else checks them in checked mode."""
+  message = f"all elements of {what} should be between 0 and 1: `{name}` holds {{}}."
   with jax.ensure_compile_time_eval():
     bad = ~((values >= 0) & (values <= 1))
     if e.counted is not None:
       bad = bad & e.counted
-    bad_np = jax.device_get(bad)
+  if not known(values, e.counted):
+    run_time_check(bad, values, ProbabilityRangeError, message)
+    return
+  bad_np = jax.device_get(bad)
   if bad_np.any():
-    first = jax.device_get(values)[bad_np].flat[0]
-    raise ProbabilityRangeError(
-        f"all elements of {what} should be between 0 and 1: `{name}` holds {first}."
-    )
+    raise ProbabilityRangeError(message.format(jax.device_get(values)[bad_np].flat[0]))
 
 
 def binary_cross_entropy_terms(
@@ -194,8 +194,8 @@ def multilabel_soft_margin_loss_terms(
 def binary_cross_entropy(
     probs: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
-    *,
     weight: jax.typing.ArrayLike | None = None,
+    *,
     reduction: Reduction = "mean",
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
@@ -216,7 +216,7 @@ def binary_cross_entropy(
     probs: floating probabilities in :math:`[0, 1]`, any shape; bf16/f16 are
       computed in float32.
     targets: probabilities of the same shape (floating, integer or bool).
-    weight: optional floating weights broadcastable to ``probs``' shape.
+    weight: optional floating weights broadcastable to ``probs``' shape; positional third, as in torch.
     reduction: ``'none'`` | ``'mean'`` | ``'sum'`` | ``'safe_mean'`` (0 when
       nothing is counted, where ``'mean'`` is NaN).
     where: optional boolean mask broadcastable to ``probs``' shape; False
@@ -245,8 +245,8 @@ def binary_cross_entropy(
 def binary_cross_entropy_with_logits(
     logits: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
-    *,
     weight: jax.typing.ArrayLike | None = None,
+    *,
     pos_weight: jax.typing.ArrayLike | None = None,
     reduction: Reduction = "mean",
     where: jax.typing.ArrayLike | None = None,
@@ -266,7 +266,7 @@ def binary_cross_entropy_with_logits(
     logits: floating logits, any shape; bf16/f16 are computed in float32.
     targets: targets of the same shape, usually in :math:`[0, 1]` (floating,
       integer or bool); not range-checked, as in torch.
-    weight: optional floating weights broadcastable to ``logits``' shape.
+    weight: optional floating weights broadcastable to ``logits``' shape; positional third, as in torch.
     pos_weight: optional weight :math:`p_w` of the positive term,
       broadcastable to ``logits``' shape: one per class on the last axis, as
       in torch (e.g. ``negatives / positives`` per class).
@@ -343,8 +343,8 @@ def sigmoid_focal_loss(
 def multilabel_soft_margin_loss(
     input: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
-    *,
     weight: jax.typing.ArrayLike | None = None,
+    *,
     reduction: Reduction = "mean",
     where: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:

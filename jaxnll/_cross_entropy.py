@@ -61,7 +61,7 @@ def _class_index_terms(
   w_arr = jnp.ones((num_classes,), ct) if w is None else w
   per = class_index_loss(x, w_arr, tg.classes, tg.counted, tg.bad, axis, eps, z, normalize)
   target_weight = None if w is None else w.astype(ct)[tg.classes]
-  return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted)
+  return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted, eps > 0)
 
 
 def _probability_terms(x, targets, raw_where, *, weight, ignore_index, axis, eps, z, softcap=None) -> LossTerms:
@@ -135,11 +135,12 @@ def nll_loss_terms(
   )
 
 
+@v.refuse_dim
 def nll_loss(
     log_probs: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
-    *,
     weight: jax.typing.ArrayLike | None = None,
+    *,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     axis: int = -1,
@@ -157,7 +158,7 @@ def nll_loss(
   Args:
     log_probs: floating log-probabilities ``[..., C, ...]``.
     targets: integer class indices, ``log_probs``' shape without ``axis``.
-    weight: optional ``[C]`` class weights.
+    weight: optional ``[C]`` class weights; positional third, as in torch.
     ignore_index: targets equal to it are left out of the sum and of the
       mean's denominator. It may be a valid class.
     reduction: ``'none'`` (per element, the targets' shape), ``'mean'``
@@ -185,14 +186,15 @@ def nll_loss(
   terms = nll_loss_terms(
       log_probs, targets, weight=weight, ignore_index=ignore_index, axis=axis, where=where
   )
-  return _reduction.reduce(terms.per_element, terms.normalizer, red)
+  return _reduction.reduce(terms.per_element, terms.normalizer, red, nan_on_zero=terms.nan_on_zero)
 
 
+@v.refuse_dim
 def cross_entropy(
     logits: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
-    *,
     weight: jax.typing.ArrayLike | None = None,
+    *,
     ignore_index: int = -100,
     reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
@@ -217,16 +219,18 @@ def cross_entropy(
   with :math:`t' = (1-\varepsilon) t + \varepsilon / C`, and the mean divides
   by the number of counted elements (torch's choice).
 
-  The gradient is a custom VJP: one pass computing ``softmax - target
-  distribution`` scaled by the weights, reusing the forward's
-  ``exp(x - max)``; ignored and masked elements get exactly zero gradient,
-  ``-inf`` logits included.
+  Derivatives come from a custom JVP rule, linear in the tangents, written
+  from the closed form ``softmax - target distribution`` scaled by the
+  weights: forward mode (``jvp``, ``jacfwd``, ``hessian``) works, and reverse
+  mode is JAX's transpose of the same rule, one pass over the logits that
+  reuses the forward's ``exp(x - max)``. Ignored and masked elements get
+  exactly zero gradient, ``-inf`` logits included.
 
   Args:
     logits: floating logits ``[..., C, ...]``; bf16/f16 are computed in f32.
     targets: integer class indices (the logits' shape without ``axis``) or
       floating class probabilities (the logits' shape).
-    weight: optional ``[C]`` class weights.
+    weight: optional ``[C]`` class weights; positional third, as in torch.
     ignore_index: class-index targets equal to it are left out of the sum and
       of the mean's denominator (it may be a valid class). Must stay negative
       for probability targets.
@@ -267,4 +271,4 @@ def cross_entropy(
       label_smoothing=label_smoothing, axis=axis, where=where, z_loss=z_loss,
       softcap=softcap,
   )
-  return _reduction.reduce(terms.per_element, terms.normalizer, red)
+  return _reduction.reduce(terms.per_element, terms.normalizer, red, nan_on_zero=terms.nan_on_zero)

@@ -8,16 +8,14 @@ gradient accumulation apply to it unchanged.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import jax.scipy.special
 
 from jaxnll import _reduction
 from jaxnll import _validation as v
-from jaxnll._cross_entropy import LossTerms
 from jaxnll._elementwise import elements, times_zero_safe
+from jaxnll._loss_base import LossTerms
 from jaxnll._reduction import KLDivReduction
 
 
@@ -34,17 +32,25 @@ def kl_pointwise(log_probs: jax.Array, targets: jax.Array, log_target: bool) -> 
   impossible = targets == -jnp.inf
   t = jnp.where(impossible, jnp.zeros((), targets.dtype), targets)
   value = jnp.exp(t) * (t - log_probs)
-  return jnp.where(impossible & ~jnp.isnan(log_probs), jnp.zeros((), value.dtype), value)
+  # An impossible target contributes 0 (NaN for a NaN input) and has torch's
+  # slope -exp(-inf) = 0 in the input, a NaN input included.
+  nan_or_zero = jnp.where(jnp.isnan(log_probs), jnp.full((), jnp.nan, value.dtype), jnp.zeros((), value.dtype))
+  return jnp.where(impossible, nan_or_zero, value)
 
 
-def _first_counted_of_each_row(counted: jax.Array) -> jax.Array:
-  """True at the first counted element of each row of axis 0: these sum to the rows that count."""
+def _per_row(terms: LossTerms, masked: bool) -> LossTerms:
+  """``'batchmean'``'s terms: each row of axis 0 sums its elements and counts once.
+
+  A row counts when any of its elements does (every row, without a mask,
+  even an empty one: torch divides the sum by ``input.size(0)``).
+  """
+  per, counted = terms.per_element, terms.counted
+  if per.ndim == 0:
+    return terms
+  inner = tuple(range(1, per.ndim))
   with jax.ensure_compile_time_eval():
-    if counted.ndim == 0:
-      return counted
-    flat = counted.reshape(counted.shape[0], math.prod(counted.shape[1:]))
-    first = flat & (jnp.cumsum(flat, axis=1) == 1)
-    return first.reshape(counted.shape)
+    rows = jnp.any(counted, axis=inner) if masked else jnp.ones(per.shape[:1], bool)
+  return LossTerms(jnp.sum(per, axis=inner), rows.astype(per.dtype), rows)
 
 
 def kl_div_terms(
@@ -61,9 +67,7 @@ def kl_div_terms(
   e = elements(log_probs, targets, where, input_name="log_probs")
   per = kl_pointwise(e.safe(e.input, 0.0), e.safe(e.targets, 0.0 if lt else 1.0), lt)
   terms = e.terms(per)
-  if red != "batchmean":
-    return terms
-  return terms._replace(normalizer=_first_counted_of_each_row(terms.counted).astype(e.dtype))
+  return _per_row(terms, e.counted is not None) if red == "batchmean" else terms
 
 
 def kl_div(

@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxnll import _reduction
 from jaxnll import _validation as v
-from jaxnll._cross_entropy import LossTerms
+from jaxnll._loss_base import LossTerms
 
 
 def known(*values: object) -> bool:
@@ -84,24 +84,36 @@ def elements(
     targets_name: str = "targets",
     loss_shape: tuple[int, ...] | None = None,
     loss_shape_text: str = "the input's shape",
+    broadcast_targets: bool = False,
 ) -> Elements:
   """Checks an elementwise loss's arguments and casts them to its compute dtype.
 
   The input must be floating; the targets (floating, integer or bool) must
   have exactly the input's shape (torch refuses to broadcast them for the
-  binary losses, and warns for the others). Values known at trace time stay
-  known, so callers can still check them.
+  binary losses, and warns for the others), unless ``broadcast_targets``
+  (the Gaussian NLL, where torch documents broadcasting): then both are
+  broadcast together, and the gradients sum back to each one's shape. Host
+  targets are converted to the compute dtype on the host. Values known at
+  trace time stay known, so callers can still check them.
   """
   x = floating_input(input_name, input)
-  t = v.as_array(targets_name, targets)  # type: ignore[arg-type]
-  v.check_real(targets_name, t)
+  dtype = v.compute_dtype(x.dtype)
+  t = v.as_value_array(targets_name, targets, dtype)
+  if broadcast_targets and t.shape != x.shape:
+    try:
+      both = v.broadcast_shapes(x.shape, t.shape)
+    except ValueError:
+      raise ValueError(
+          f"`{targets_name}` of shape {t.shape} does not broadcast with `{input_name}` of shape {x.shape}."
+      ) from None
+    with jax.ensure_compile_time_eval():
+      x, t = jnp.broadcast_to(x, both), jnp.broadcast_to(t, both)
   if t.shape != x.shape:
     raise ValueError(
         f"`{targets_name}` of shape {t.shape} must have the shape of `{input_name}`, {x.shape}; "
         f"they are not broadcast."
     )
-  dtype = v.compute_dtype(x.dtype)
   shape = x.shape if loss_shape is None else loss_shape
   counted = v.check_where(where, shape, loss_shape_text)
   with jax.ensure_compile_time_eval():
-    return Elements(x.astype(dtype), t.astype(dtype), counted, shape, dtype)
+    return Elements(x.astype(dtype), t, counted, shape, dtype)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 from jaxnll import _validation as v
+from jaxnll._loss_base import register
 
 
 def finite_shift(m: jax.Array) -> jax.Array:
@@ -45,6 +49,7 @@ def _shift_and_rel(x, axis, where):
   return m, log_of_shifted_sum(jnp.sum(jnp.exp(x - m), axis=axis, keepdims=True), jnp.zeros_like(m))
 
 
+@v.refuse_dim
 def log_softmax(
     x: jax.typing.ArrayLike,
     axis: int = -1,
@@ -56,7 +61,9 @@ def log_softmax(
     \mathrm{log\_softmax}(x)_i = x_i - \log \sum_j \exp(x_j)
 
   Args:
-    x: floating logits of any shape.
+    x: floating logits of any shape. A 0-d ``x`` is one class, as in torch
+      (``axis`` 0 or -1): its log-softmax is 0. An empty class axis gives an
+      empty result.
     axis: the class axis.
     where: optional boolean mask broadcastable to ``x``; masked entries are
       left out of the normalizer and come out as ``-inf`` with zero
@@ -75,12 +82,15 @@ def log_softmax(
   """
   arr = v.as_array("x", x)
   v.check_floating("x", arr)
-  if arr.ndim == 0:
-    raise ValueError("`x` must have at least one dimension, got a scalar.")
+  if arr.ndim == 0:  # torch: one class, so 0 (NaN for a NaN or infinite x)
+    v.canonical_axis(axis, 1)
+    return log_softmax(arr[None], 0, None if where is None else v.as_array("where", where).reshape(1))[0]
   ax = v.canonical_axis(axis, arr.ndim)
   mask = None
   if where is not None:
     mask = v.check_where(where, arr.shape)
+  if arr.shape[ax] == 0:  # no classes: an empty result (and an empty gradient), as torch and jax.nn
+    return arr
   xf = arr.astype(v.compute_dtype(arr.dtype))
   m, rel = _shift_and_rel(xf, ax, mask)
   # (x - m) - rel, both relative to the row max, so the error does not grow
@@ -91,3 +101,46 @@ def log_softmax(
   if mask is not None:
     out = jnp.where(mask, out, jnp.full_like(out, -jnp.inf))
   return out.astype(arr.dtype)
+
+
+@register()
+@dataclasses.dataclass(frozen=True, eq=False)
+class LogSoftmax:
+  """``torch.nn.LogSoftmax(dim)``: :func:`jaxnll.log_softmax` over ``axis`` as an object.
+
+  The first half of torch's ``nn.LogSoftmax(dim=1)`` + ``nn.NLLLoss()``
+  pipeline; ``axis`` defaults to the last axis, JAX's class axis (torch's
+  ``dim=None`` picks an axis from the input's rank, a deprecated rule).
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxnll
+    >>> jaxnll.LogSoftmax(axis=1)(jnp.zeros((1, 2)))
+    Array([[-0.6931472, -0.6931472]], dtype=float32)
+  """
+
+  axis: int = -1
+
+  def __post_init__(self) -> None:
+    if isinstance(self.axis, bool) or not isinstance(self.axis, numbers.Integral):
+      raise TypeError(f"`axis` must be an int, got {self.axis!r}.")
+    object.__setattr__(self, "axis", int(self.axis))
+
+  def __call__(self, x: jax.typing.ArrayLike, where: jax.typing.ArrayLike | None = None) -> jax.Array:
+    """:func:`jaxnll.log_softmax` of ``x`` over ``self.axis``."""
+    return log_softmax(x, self.axis, where)
+
+
+@register()
+@dataclasses.dataclass(frozen=True, eq=False)
+class Softmax(LogSoftmax):
+  """``torch.nn.Softmax(dim)``: ``exp(log_softmax(x, axis))``, from the same careful normalizer.
+
+  Examples:
+    >>> import jax.numpy as jnp, jaxnll
+    >>> jaxnll.Softmax()(jnp.array([0.0, 0.0]))
+    Array([0.5, 0.5], dtype=float32)
+  """
+
+  def __call__(self, x: jax.typing.ArrayLike, where: jax.typing.ArrayLike | None = None) -> jax.Array:
+    """The softmax of ``x`` over ``self.axis`` (masked entries 0)."""
+    return jnp.exp(log_softmax(x, self.axis, where))

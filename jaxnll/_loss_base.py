@@ -18,6 +18,7 @@ nothing). Each loss family defines its objects beside its functions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
@@ -25,17 +26,24 @@ import jax
 import jax.numpy as jnp
 
 from jaxnll import _reduction
+from jaxnll._validation import dim_message
 
 T = TypeVar("T")
 
 
 class LossTerms(NamedTuple):
   """A loss before reduction: each element's loss, its share of the mean's
-  denominator, and whether it is counted (not ignored or masked)."""
+  denominator, and whether it is counted (not ignored or masked).
+
+  ``nan_on_zero`` (static): a mean over a zero normalizer is NaN whatever the
+  sum, not IEEE's ``±inf``: torch divides label smoothing's two terms
+  separately, so its target term's ``0 / 0`` makes the whole mean NaN.
+  """
 
   per_element: jax.Array
   normalizer: jax.Array
   counted: jax.Array
+  nan_on_zero: bool = False
 
 
 def register(*leaves: str) -> Callable[[type[T]], type[T]]:
@@ -58,9 +66,23 @@ def register(*leaves: str) -> Callable[[type[T]], type[T]]:
       return obj
 
     jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten)
+    if "axis" in {f.name for f in dataclasses.fields(cls)}:  # type: ignore[arg-type]
+      _refuse_dim_in_init(cls)
     return cls
 
   return register_class
+
+
+def _refuse_dim_in_init(cls: type) -> None:
+  init = cls.__init__
+
+  @functools.wraps(init)
+  def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+    if "dim" in kwargs:
+      raise TypeError(dim_message(cls.__name__, kwargs["dim"]))
+    init(self, *args, **kwargs)
+
+  cls.__init__ = __init__  # type: ignore[misc]
 
 
 def set_field(obj: object, name: str, value: object) -> None:
@@ -88,7 +110,7 @@ class LossObject:
   def __call__(self, *arrays: Any, where: jax.typing.ArrayLike | None = None) -> jax.Array:
     """The loss, reduced by ``self.reduction``."""
     terms = self.terms(*arrays, where=where)
-    return _reduction.reduce(terms.per_element, terms.normalizer, self.reduction)
+    return _reduction.reduce(terms.per_element, terms.normalizer, self.reduction, nan_on_zero=terms.nan_on_zero)
 
   def sum_and_normalizer(self, *arrays: Any, where: jax.typing.ArrayLike | None = None) -> tuple[jax.Array, jax.Array]:
     """``(loss_sum, normalizer)`` such that the loss is ``loss_sum / normalizer``.
@@ -103,7 +125,9 @@ class LossObject:
     """The terms of a model's ``outputs`` against ``batch`` (``"targets"``, optional ``"where"``)."""
     return self.terms(outputs, batch["targets"], where=batch.get("where"))
 
-  def batch_hits(self, outputs: Any, batch: Mapping[str, Any], counted: jax.Array) -> tuple[jax.Array, jax.Array] | None:
+  def batch_hits(
+      self, outputs: Any, batch: Mapping[str, Any], counted: jax.Array
+  ) -> tuple[jax.Array, jax.Array] | None:
     """``(correct, count)`` of the predictions read off ``outputs``, or ``None`` where accuracy means nothing."""
     del outputs, batch, counted
     return None

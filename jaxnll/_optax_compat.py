@@ -12,7 +12,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from jaxnll import _validation as v
@@ -55,10 +54,7 @@ def _class_mask(
       mask = jnp.expand_dims(mask, expand)
     except ValueError:
       fits = False
-  try:
-    fits = fits and np.broadcast_shapes(mask.shape, logits.shape) == logits.shape
-  except ValueError:
-    fits = False
+  fits = fits and v.broadcasts_to(mask.shape, logits.shape)
   if not fits:
     raise ValueError(
         f"`where` of shape {given} broadcasts neither to the logits' shape {logits.shape} "
@@ -70,9 +66,9 @@ def _class_mask(
 
 def _masked_logits(x: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array]:
   """Logits with masked classes at -inf, and which rows keep any class."""
-  with jax.ensure_compile_time_eval():
-    if mask is None:
-      return x, jnp.ones(x.shape[:-1], bool)
+  if mask is None:
+    return x, jnp.ones(x.shape[:-1], bool)
+  with jax.ensure_compile_time_eval():  # a concrete mask keeps its rows concrete
     rows = jnp.any(mask, axis=-1)
   return jnp.where(mask, x, jnp.full((), -jnp.inf, x.dtype)), rows
 
@@ -82,6 +78,7 @@ def _weight(weight: jax.typing.ArrayLike | None, x: jax.Array) -> jax.Array:
   return jnp.ones((x.shape[-1],), v.compute_dtype(x.dtype)) if w is None else w
 
 
+@v.refuse_dim
 def softmax_cross_entropy(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
@@ -133,9 +130,23 @@ def softmax_cross_entropy(
   x, counted = _masked_logits(x, mask)
   if mask is not None:
     t = jnp.where(mask, t, jnp.zeros((), t.dtype))
+    if eps > 0:
+      t, eps = _smoothed_over_kept(t, mask, eps), 0.0
   return probability_loss(x, t, _weight(weight, x), counted, x.ndim - 1, eps, 0.0)
 
 
+def _smoothed_over_kept(t: jax.Array, mask: jax.Array, eps: float) -> jax.Array:
+  """``(1 - ε) t + ε / K`` on the ``K`` classes ``where`` keeps in each row, 0 on the others.
+
+  With a class mask, smoothing spreads ε over the kept classes only (optax's
+  ``smooth_labels`` applied to them): a masked class has a ``-inf`` logit, so
+  any mass there would make the loss infinite.
+  """
+  kept = mask.astype(t.dtype)
+  return (1.0 - eps) * t + eps * kept / jnp.maximum(jnp.sum(kept, axis=-1, keepdims=True), 1.0)
+
+
+@v.refuse_dim
 def softmax_cross_entropy_with_integer_labels(
     logits: jax.typing.ArrayLike,
     labels: jax.typing.ArrayLike,
@@ -204,8 +215,7 @@ def softmax_cross_entropy_with_integer_labels(
   # Smoothing spreads ε over the classes `where` keeps (optax.smooth_labels
   # on the masked classes): the same loss with probability targets.
   ct = v.compute_dtype(x.dtype)
-  kept = mask.astype(ct)
   onehot = (lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1) == tg.classes[..., None]).astype(ct)
-  smoothed = (1.0 - eps) * onehot + eps * kept / jnp.maximum(jnp.sum(kept, axis=-1, keepdims=True), 1.0)
+  smoothed = _smoothed_over_kept(onehot, mask, eps)
   nan_rows = jnp.where(tg.bad, jnp.full((), jnp.nan, ct), jnp.zeros((), ct))[..., None]
   return probability_loss(x.astype(ct) + nan_rows, smoothed, w, tg.counted, x.ndim - 1, 0.0, 0.0)

@@ -28,13 +28,12 @@ def _broadcast_pair(
   """``x`` and ``other`` (zeros if None) cast to ``dtype`` and broadcast together, as optax's arithmetic does."""
   if other is None:
     return x.astype(dtype), jnp.zeros(x.shape, dtype)
-  o = v.as_array(name, other)
-  v.check_real(name, o)
+  o = v.as_value_array(name, other, dtype)
   try:
-    shape = np.broadcast_shapes(x.shape, o.shape)
+    shape = v.broadcast_shapes(x.shape, o.shape)
   except ValueError:
     raise ValueError(f"`{name}` of shape {o.shape} does not broadcast with the predictions' shape {x.shape}.") from None
-  return jnp.broadcast_to(x.astype(dtype), shape), jnp.broadcast_to(o.astype(dtype), shape)
+  return jnp.broadcast_to(x.astype(dtype), shape), jnp.broadcast_to(o, shape)
 
 
 def _weighted(loss: jax.Array, weight: jax.typing.ArrayLike | None) -> jax.Array:

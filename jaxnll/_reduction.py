@@ -47,13 +47,18 @@ def class_index_normalizer(counted: jax.Array, target_weight: jax.Array | None, 
   return jnp.where(counted, target_weight.astype(dtype), jnp.zeros((), dtype))
 
 
-def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool) -> jax.Array:
-  """``loss_sum / normalizer``: NaN when the normalizer is 0 (torch's ``0 / 0``,
-  also when a smoothing term makes the sum nonzero); with ``safe``, 0 and a
-  zero gradient instead."""
+def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool, nan_on_zero: bool = False) -> jax.Array:
+  """``loss_sum / normalizer``, IEEE division as torch's: over a zero
+  normalizer ``0 / 0`` is NaN and a nonzero sum gives ``±inf`` (weights that
+  sum to 0); NaN whatever the sum with ``nan_on_zero``. With ``safe``, 0 and
+  a zero gradient instead."""
   nonzero = normalizer != 0
   if not safe:
-    return jnp.where(nonzero, loss_sum / normalizer, jnp.full_like(loss_sum, jnp.nan))
+    # Over 0 the sum's cotangent is ±inf (NaN with nan_on_zero): a counted element
+    # whose weight is 0 gets torch's NaN gradient (0 · inf), while elements that
+    # are not counted keep their exact 0 (the kernels mask their gradients).
+    over_zero = (loss_sum * jnp.nan if nan_on_zero else loss_sum) / normalizer
+    return jnp.where(nonzero, loss_sum / jnp.where(nonzero, normalizer, jnp.ones_like(normalizer)), over_zero)
   return jnp.where(
       nonzero,
       loss_sum / jnp.where(nonzero, normalizer, jnp.ones_like(normalizer)),
@@ -62,7 +67,8 @@ def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool) -> jax.Array:
 
 
 def reduce(
-    per_element: jax.Array, normalizer: jax.Array, reduction: str, summed_over: tuple[str, ...] = ()
+    per_element: jax.Array, normalizer: jax.Array, reduction: str, summed_over: tuple[str, ...] = (),
+    nan_on_zero: bool = False,
 ) -> jax.Array:
   """Applies ``reduction`` ('none' | 'mean' | 'sum' | 'safe_mean').
 
@@ -77,4 +83,4 @@ def reduce(
     total, denom = jax.lax.psum((total, denom), summed_over)
   if reduction == "sum":
     return total
-  return divide(total, denom, safe=reduction == "safe_mean")
+  return divide(total, denom, safe=reduction == "safe_mean", nan_on_zero=nan_on_zero)

@@ -17,9 +17,10 @@ import numpy as np
 
 from jaxnll import _reduction
 from jaxnll import _validation as v
-from jaxnll._cross_entropy import LossTerms
-from jaxnll._elementwise import elements, known, times_zero_safe
+from jaxnll._elementwise import elements, floating_input, known, times_zero_safe
+from jaxnll._loss_base import LossTerms
 from jaxnll._reduction import Reduction
+from jaxnll._targets import run_time_check
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -135,10 +136,8 @@ def _broadcast_var(var: object, shape: tuple[int, ...], dtype: np.dtype) -> jax.
     if var < 0:
       raise ValueError("var has negative entry/entries")
     return jnp.full(shape, var, dtype)
-  arr = v.as_array("var", var)  # type: ignore[arg-type]
-  v.check_real("var", arr)
-  with jax.ensure_compile_time_eval():  # a known var stays known for the sign check
-    arr = arr.astype(dtype)
+  arr = v.as_value_array("var", var, dtype)  # a known var stays known for the sign check
+  with jax.ensure_compile_time_eval():
     if arr.shape == shape:
       return arr
     if arr.shape == shape[:-1]:
@@ -157,15 +156,21 @@ def gaussian_nll_loss_terms(input, targets, var, *, full=False, eps=1e-6, where=
   """The unreduced form of :func:`gaussian_nll_loss`."""
   fl = v.check_flag("full", full)
   ep = v.check_positive("eps", eps)
-  e = elements(input, targets, where, input_name="input")
-  var_b = _broadcast_var(var, e.shape, e.dtype)
-  if known(var_b, e.counted):
+  x = floating_input("input", input)
+  e = elements(x, targets, where, input_name="input", broadcast_targets=True)
+  var_b = _broadcast_var(var, x.shape, e.dtype)
+  if var_b.shape != e.shape:  # targets larger than the input: the variances follow the input
     with jax.ensure_compile_time_eval():
-      negative = var_b < 0
-      if e.counted is not None:
-        negative = negative & e.counted
-      if jax.device_get(jnp.any(negative)):
-        raise ValueError("var has negative entry/entries")
+      var_b = jnp.broadcast_to(var_b, e.shape)
+  with jax.ensure_compile_time_eval():
+    negative = var_b < 0
+    if e.counted is not None:
+      negative = negative & e.counted
+    any_negative = jnp.any(negative)
+  if not known(var_b, e.counted):
+    run_time_check(negative, var_b, ValueError, "var has negative entry/entries")
+  elif jax.device_get(any_negative):
+    raise ValueError("var has negative entry/entries")
   per = gaussian_nll(e.safe(e.input, 0.0), e.safe(e.targets, 0.0), e.safe(var_b, 1.0), fl, ep)
   return e.terms(per)
 
@@ -406,7 +411,10 @@ def gaussian_nll_loss(
 
   Args:
     input: floating predicted means, any shape; bf16/f16 are computed in float32.
-    targets: targets of the same shape (floating, integer or bool).
+    targets: targets (floating, integer or bool) broadcastable with ``input``,
+      as in torch (``(1,)`` or ``()`` against ``(5,)``, ``(5,)`` against
+      ``(5, 5)``); the loss has their broadcast shape, and the gradient
+      with respect to ``targets`` is summed back to their own shape.
     var: predicted variances, by torch's rules: a Python number, an array of
       ``input``'s shape, of ``input.shape[:-1]`` (one variance per row), or
       with ``input``'s number of dimensions and one axis of size 1 where the
@@ -414,12 +422,12 @@ def gaussian_nll_loss(
     full: add the constant :math:`\tfrac12 \log 2\pi`.
     eps: the clamp :math:`\epsilon`, > 0.
     reduction: ``'none'`` | ``'mean'`` | ``'sum'`` | ``'safe_mean'``.
-    where: optional boolean mask broadcastable to ``input``'s shape; False
+    where: optional boolean mask broadcastable to the loss's shape; False
       elements leave the sum and the mean's denominator.
 
   Returns:
-    A scalar, or ``input``'s shape for ``'none'``, in
-    ``promote_types(input.dtype, float32)``.
+    A scalar, or the broadcast shape of ``input`` and ``targets`` for
+    ``'none'``, in ``promote_types(input.dtype, float32)``.
 
   Raises:
     ValueError: for a ``var`` shape torch refuses, and for a concrete ``var``

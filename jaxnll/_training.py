@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxnll import _binary, _divergence, _reduction, _regression
+from jaxnll import _binary, _divergence, _embedding, _margin, _reduction, _regression
 from jaxnll import _loss_objects as lo
 from jaxnll._cross_entropy import cross_entropy, nll_loss
 from jaxnll._loss_base import LossObject
@@ -39,6 +39,14 @@ _OBJECT_FOR: dict[Callable[..., jax.Array], type] = {
     _regression.mse_loss: lo.MSELoss,
     _regression.huber_loss: lo.HuberLoss,
     _regression.smooth_l1_loss: lo.SmoothL1Loss,
+    _margin.margin_ranking_loss: _margin.MarginRankingLoss,
+    _margin.hinge_embedding_loss: _margin.HingeEmbeddingLoss,
+    _margin.soft_margin_loss: _margin.SoftMarginLoss,
+    _margin.multi_margin_loss: _margin.MultiMarginLoss,
+    _margin.multilabel_margin_loss: _margin.MultiLabelMarginLoss,
+    _embedding.cosine_embedding_loss: _embedding.CosineEmbeddingLoss,
+    _embedding.triplet_margin_loss: _embedding.TripletMarginLoss,
+    _embedding.triplet_margin_with_distance_loss: _embedding.TripletMarginWithDistanceLoss,
 }
 
 
@@ -99,7 +107,7 @@ def loss_and_metrics(outputs: Any, batch: Batch, loss: LossLike) -> tuple[jax.Ar
   obj = _training_loss(loss)
   terms = obj.batch_terms(outputs, batch)
   loss_sum, normalizer = _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, obj.reduction)
-  value = finalize_loss(loss_sum, normalizer, obj.reduction)
+  value = finalize_loss(loss_sum, normalizer, obj.reduction, nan_on_zero=terms.nan_on_zero)
   metrics = {"loss_sum": loss_sum, "normalizer": normalizer, "count": jnp.sum(terms.counted).astype(jnp.float32)}
   hits = obj.batch_hits(outputs, batch, terms.counted)
   if hits is not None:
@@ -107,11 +115,16 @@ def loss_and_metrics(outputs: Any, batch: Batch, loss: LossLike) -> tuple[jax.Ar
   return value, metrics
 
 
-def finalize_loss(loss_sum: jax.Array, normalizer: jax.Array, reduction: str) -> jax.Array:
-  """The reduced loss from (possibly accumulated) ``loss_sum`` and ``normalizer``."""
+def finalize_loss(loss_sum: jax.Array, normalizer: jax.Array, reduction: str, nan_on_zero: bool = False) -> jax.Array:
+  """The reduced loss from (possibly accumulated) ``loss_sum`` and ``normalizer``.
+
+  Over a zero normalizer a mean is IEEE's ``loss_sum / 0`` (NaN for
+  ``0 / 0``), or NaN whatever the sum with ``nan_on_zero`` (label
+  smoothing's terms, which torch divides separately).
+  """
   if reduction == "sum":
     return loss_sum
-  return _reduction.divide(loss_sum, normalizer, safe=reduction == "safe_mean")
+  return _reduction.divide(loss_sum, normalizer, safe=reduction == "safe_mean", nan_on_zero=nan_on_zero)
 
 
 def merge_metrics(*metrics: Any) -> Any:
@@ -255,10 +268,11 @@ def make_train_step(
     value, grads, metrics = grad_fn(params, batch)
     updates, new_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    # A batch with nothing counted (all padding) leaves params and optimizer
-    # state as they were: even zero gradients move Adam's moments.
-    counted = metrics["count"] > 0
-    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(counted, a, b), new, old)
+    # A batch with nothing to learn from leaves params and optimizer state as
+    # they were (even zero gradients move Adam's moments): nothing counted
+    # (all padding), or a zero normalizer (every counted class weight 0).
+    update = (metrics["count"] > 0) & (metrics["normalizer"] != 0)
+    keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(update, a, b), new, old)
     return keep(new_params, params), keep(new_state, opt_state), _with_rates(metrics, value)
 
   return jax.jit(train_step, donate_argnums=(0, 1)) if jit else train_step

@@ -7,14 +7,38 @@ names the argument, what was received and what was expected.
 
 from __future__ import annotations
 
+import functools
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 REDUCTIONS = ("none", "mean", "sum", "safe_mean")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def refuse_dim(fn: F) -> F:
+  """Wraps a function that takes ``axis``: torch's ``dim=`` gets an error that names jaxnll's spelling.
+
+  jaxnll follows JAX, so the class axis is ``axis`` everywhere (functions and
+  loss objects alike); ``dim`` is not an alias.
+  """
+
+  @functools.wraps(fn)
+  def wrapper(*args: Any, **kwargs: Any) -> Any:
+    if "dim" in kwargs:
+      raise TypeError(dim_message(fn.__name__, kwargs["dim"]))
+    return fn(*args, **kwargs)
+
+  return wrapper  # type: ignore[return-value]
+
+
+def dim_message(name: str, dim: object) -> str:
+  return (f"{name}() takes `axis=`, not torch's `dim=`: jaxnll follows JAX's spelling, so write "
+          f"axis={dim!r}.")
 
 
 def as_array(name: str, value: jax.typing.ArrayLike) -> jax.Array:
@@ -43,6 +67,47 @@ def as_target_array(name: str, value: object) -> jax.Array | np.ndarray:
   if arr.dtype == object:
     raise TypeError(f"`{name}` must be an array of numbers, got {type(value).__name__} of objects.")
   return arr
+
+
+def as_value_array(name: str, value: object, dtype: jax.typing.DTypeLike) -> jax.Array:
+  """Value targets (or variances) in the loss's floating ``dtype``.
+
+  Host data is converted on the host, in its own dtype, so a NumPy ``int64``
+  value is never narrowed to ``int32`` first when x64 is off (``2**32 + 7``
+  stays ``4294967303.0``, not ``7``). JAX arrays are cast as they are.
+  """
+  if isinstance(value, (jax.Array, jax.core.Tracer)):
+    check_real(name, value)
+    return value.astype(dtype)
+  arr = as_target_array(name, value)
+  check_real(name, arr)  # type: ignore[arg-type]
+  with jax.ensure_compile_time_eval():
+    return jnp.asarray(np.asarray(arr).astype(dtype))
+
+
+def broadcast_shapes(a: Sequence[Any], b: Sequence[Any]) -> tuple[Any, ...]:
+  """``np.broadcast_shapes`` for two shapes, ``jax.export`` symbolic dimensions included.
+
+  Raises ``ValueError`` where they do not broadcast (or where a symbolic
+  dimension cannot be shown to equal the one it meets).
+  """
+  n = max(len(a), len(b))
+  a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+  out = []
+  for m, k in zip(a, b, strict=True):
+    if m == 1 or m == k:
+      out.append(k)
+    elif k == 1:
+      out.append(m)
+    else:
+      raise ValueError(f"shapes {a} and {b} do not broadcast")
+  return tuple(out)
+
+
+def broadcasts_to(shape: Sequence[Any], target: Sequence[Any]) -> bool:
+  """Whether ``shape`` broadcasts to exactly ``target`` (symbolic dimensions included)."""
+  return len(shape) <= len(target) and all(
+      m == 1 or m == t for m, t in zip(tuple(shape)[::-1], tuple(target)[::-1], strict=False))
 
 
 def check_floating(name: str, x: jax.Array | np.ndarray) -> None:
@@ -169,11 +234,7 @@ def check_where(where: object, shape: tuple[int, ...], what: str = "the targets'
   mask = as_array("where", where)  # type: ignore[arg-type]
   if mask.dtype != jnp.bool_:
     raise TypeError(f"`where` must be a boolean array, got {mask.dtype}.")
-  try:
-    fits = np.broadcast_shapes(mask.shape, shape) == tuple(shape)
-  except ValueError:
-    fits = False
-  if not fits:
+  if not broadcasts_to(mask.shape, shape):
     raise ValueError(
         f"`where` of shape {mask.shape} does not broadcast to {what}, {tuple(shape)}."
     )
@@ -245,11 +306,7 @@ def check_broadcast_weight(
   w = check_weight_array(name, weight)
   if w is None:
     return None
-  try:
-    fits = np.broadcast_shapes(w.shape, shape) == tuple(shape)
-  except ValueError:
-    fits = False
-  if not fits:
+  if not broadcasts_to(w.shape, shape):
     raise ValueError(
         f"`{name}` of shape {w.shape} does not broadcast to the input's shape "
         f"{tuple(shape)}{expected}."

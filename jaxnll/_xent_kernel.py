@@ -72,7 +72,7 @@ _SHORT_ROW = 64
 def keep_rows(keep: jax.Array, a: jax.Array, axis: int) -> jax.Array:
   """``where(keep, a, 0)`` for a row mask ``keep`` (a size-1 class axis)."""
   zero = jnp.zeros((), a.dtype)
-  if a.shape[axis] < _SHORT_ROW:
+  if isinstance(a.shape[axis], int) and a.shape[axis] < _SHORT_ROW:  # a symbolic class count takes the long path
     limit = jnp.where(keep, jnp.int32(a.shape[axis]), jnp.int32(0))
     keep = lax.broadcasted_iota(jnp.int32, a.shape, axis) < limit
   return jnp.where(keep, a, zero)

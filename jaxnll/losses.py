@@ -11,15 +11,25 @@ from jaxnll._optax_elementwise import l2_loss as l2_loss
 from jaxnll._optax_elementwise import sigmoid_binary_cross_entropy as sigmoid_binary_cross_entropy
 from jaxnll._optax_elementwise import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxnll._optax_elementwise import squared_error as squared_error
+from jaxnll._optax_margin import cosine_distance as cosine_distance
+from jaxnll._optax_margin import cosine_similarity as cosine_similarity
+from jaxnll._optax_margin import hinge_loss as hinge_loss
+from jaxnll._optax_margin import multiclass_hinge_loss as multiclass_hinge_loss
+from jaxnll._optax_margin import triplet_margin_loss as triplet_margin_loss
 
 __all__ = [
+    "cosine_distance",
+    "cosine_similarity",
+    "hinge_loss",
     "huber_loss",
     "kl_divergence",
     "kl_divergence_with_log_targets",
     "l2_loss",
+    "multiclass_hinge_loss",
     "sigmoid_binary_cross_entropy",
     "sigmoid_focal_loss",
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
     "squared_error",
+    "triplet_margin_loss",
 ]

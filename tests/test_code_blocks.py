@@ -55,9 +55,13 @@ def test_guide_page_runs(page, tmp_path):
 def test_readme_reads_as_a_package_description():
   text = README.read_text()
   assert len(README_BLOCKS) >= 4 and len(GUIDE_PAGES) >= 5
-  # PyPI shows the README without the repository around it: every link is absolute.
+  # PyPI shows the README without the repository around it: every link is absolute. No site is published,
+  # so none points at one: the docs are built from docs/ (the Documentation section says how).
   for target in re.findall(r"\]\(([^)]*)\)", text):
     assert target.startswith("https://"), f"relative link {target!r} only works inside the repository"
+  for unpublished in ("readthedocs", "github.com/jaxnll"):
+    assert unpublished not in text, unpublished
+  assert "sphinx-build -W --keep-going -b html docs docs/_build/html" in text
   # CI runs the README's test command verbatim.
   ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
   assert f"```bash\n{ci_command}\n```" in text

@@ -16,18 +16,20 @@ from tests._torch_ref import torch_loss_and_grad
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
 
+# Torch-layout inputs: (C,) unbatched, or (N, C, d...) with an empty batch, a single class and
+# K dimensions. A small fixed pool: the calls run eagerly and each new shape compiles every
+# operation again, while new values and options mostly reuse what is compiled.
+UNBATCHED = [(1,), (5,)]
+BATCHED = [(0, 3), (1, 1), (4, 5), (2, 7, 3), (3, 4, 1, 2)]
+
+
 @st.composite
 def configs(draw, soft_allowed=True):
   """A random torch-layout problem: input ``(N, C, d...)`` or ``(C,)``, targets, options."""
   dtype = draw(st.sampled_from([np.float32, np.float64]))
   unbatched = draw(st.booleans()) and draw(st.booleans())
-  c = draw(st.integers(1, 7))
-  if unbatched:
-    shape = (c,)
-  else:
-    n = draw(st.integers(0 if draw(st.booleans()) and draw(st.booleans()) else 1, 6))
-    extra = tuple(draw(st.lists(st.integers(1, 3), max_size=2)))
-    shape = (n, c, *extra)
+  shape = draw(st.sampled_from(UNBATCHED if unbatched else BATCHED))
+  c = shape[0] if unbatched else shape[1]
   seed = draw(st.integers(0, 2**31 - 1))
   rng = np.random.default_rng(seed)
   scale = draw(st.sampled_from([0.1, 1.0, 5.0, 30.0]))
@@ -51,15 +53,14 @@ def configs(draw, soft_allowed=True):
   return x, t, soft, unbatched, opts
 
 
-def _jax_value_and_grad(fn, x, t, soft, axis, **opts):
+def _jax_value_and_grad(fn, x, t, soft, axis, jit=False, **opts):
   def total(x_, t_):
     out = fn(x_, t_, axis=axis, **opts)
     return jnp.sum(out), out
 
   argnums = (0, 1) if soft else 0
-  (_, out), grads = jax.value_and_grad(total, argnums=argnums, has_aux=True)(
-      jnp.asarray(x), jnp.asarray(t)
-  )
+  value_and_grad = jax.value_and_grad(total, argnums=argnums, has_aux=True)
+  (_, out), grads = (jax.jit(value_and_grad) if jit else value_and_grad)(jnp.asarray(x), jnp.asarray(t))
   gx, gt = grads if soft else (grads, None)
   return np.asarray(out), np.asarray(gx), None if gt is None else np.asarray(gt)
 
@@ -68,7 +69,7 @@ def _assert_close(ours, ref, dtype):
   np.testing.assert_allclose(ours, ref, equal_nan=True, **TOL[dtype])
 
 
-def _check_against_torch(x, t, soft, unbatched, opts, label_smoothing=0.0, last_axis=False):
+def _check_against_torch(x, t, soft, unbatched, opts, label_smoothing=0.0, last_axis=False, jit=False):
   dtype = x.dtype.type
   ref, ref_gx, ref_gt = torch_loss_and_grad(
       "cross_entropy", x, t, soft=soft, label_smoothing=label_smoothing, **opts
@@ -83,7 +84,7 @@ def _check_against_torch(x, t, soft, unbatched, opts, label_smoothing=0.0, last_
     jopts["weight"] = jnp.asarray(jopts["weight"])
   out, gx, gt = _jax_value_and_grad(
       jaxnll.cross_entropy, jx, jt, soft, -1 if last_axis else class_axis,
-      label_smoothing=label_smoothing, **jopts,
+      jit=jit, label_smoothing=label_smoothing, **jopts,
   )
   assert out.dtype == dtype
   _assert_close(out, ref, dtype)
@@ -99,10 +100,11 @@ def _check_against_torch(x, t, soft, unbatched, opts, label_smoothing=0.0, last_
     _assert_close(gt, ref_gt, dtype)
 
 
-@given(configs(), st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0]), st.booleans())
-def test_cross_entropy_matches_torch(cfg, label_smoothing, last_axis):
+# Eagerly (concrete targets) or jitted (traced targets), drawn per example.
+@given(configs(), st.sampled_from([0.0, 0.0, 0.1, 0.5, 1.0]), st.booleans(), st.booleans())
+def test_cross_entropy_matches_torch(cfg, label_smoothing, last_axis, jit):
   x, t, soft, unbatched, opts = cfg
-  _check_against_torch(x, t, soft, unbatched, opts, label_smoothing, last_axis)
+  _check_against_torch(x, t, soft, unbatched, opts, label_smoothing, last_axis, jit)
 
 
 @given(configs(soft_allowed=False), st.booleans())

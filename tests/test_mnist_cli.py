@@ -142,3 +142,18 @@ def test_trains_on_every_image_and_records_hyperparameters(idx_dir, tmp_path):
   assert [h["train_images"] for h in metrics["history"]] == [TRAIN, TRAIN]
   assert metrics["train_size"] == TRAIN and metrics["test_size"] == TEST
   assert 0 <= metrics["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("flag, path, why", [
+    ("--metrics-out", "/etc/hostname/metrics.json", "is not a directory"),
+    ("--metrics-out", "{file}/sub/metrics.json", "is not a directory"),
+    ("--plot-dir", "{file}/plots", "is not a directory"),
+    ("--plot-dir", "/proc/jaxnll-plots", "does not take new files"),
+])
+def test_unwritable_output_paths_fail_before_training(flag, path, why, tmp_path):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("")
+  proc, seconds = _mnist(flag, path.format(file=blocker))
+  assert proc.returncode == 2, proc.stderr
+  assert f"argument {flag}: cannot write" in proc.stderr and why in proc.stderr, proc.stderr
+  assert "Traceback" not in proc.stderr and seconds < 3, proc.stderr

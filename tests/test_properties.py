@@ -11,19 +11,27 @@ from jax.test_util import check_grads
 
 import jaxnll
 
+# [N, C] logits from a small fixed pool of shapes (one example or one class included).
+# The properties below are checked through jitted functions (jit equals eager is
+# tested on its own below): a program compiles once per shape, not once per example.
+SHAPES = [(1, 1), (1, 8), (6, 1), (3, 5), (6, 8)]
 arrays = st.builds(
-    lambda seed, n, c, scale: np.random.default_rng(seed).standard_normal((n, c)) * scale,
-    st.integers(0, 2**31 - 1), st.integers(1, 6), st.integers(1, 8), st.sampled_from([0.1, 2.0, 50.0]),
+    lambda seed, shape, scale: np.random.default_rng(seed).standard_normal(shape) * scale,
+    st.integers(0, 2**31 - 1), st.sampled_from(SHAPES), st.sampled_from([0.1, 2.0, 50.0]),
 )
+
+
+@jax.jit
+def _shifted_pair(x, y, shift):
+  """Per-element losses of ``x`` and ``x + shift``, without and with label smoothing."""
+  return [(jaxnll.cross_entropy(x, y, label_smoothing=eps, reduction="none"),
+           jaxnll.cross_entropy(x + shift, y, label_smoothing=eps, reduction="none")) for eps in (0.0, 0.3)]
 
 
 @given(arrays, st.floats(-100, 100))
 def test_shift_invariance(x, shift):
   y = jnp.asarray(np.arange(x.shape[0]) % x.shape[1])
-  x = jnp.asarray(x)
-  for eps in (0.0, 0.3):
-    a = jaxnll.cross_entropy(x, y, label_smoothing=eps, reduction="none")
-    b = jaxnll.cross_entropy(x + shift, y, label_smoothing=eps, reduction="none")
+  for a, b in _shifted_pair(jnp.asarray(x), y, jnp.asarray(shift)):
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
@@ -31,6 +39,14 @@ def test_shift_invariance(x, shift):
 def test_probabilities_sum_to_one(x):
   lp = jaxnll.log_softmax(jnp.asarray(x))
   np.testing.assert_allclose(jnp.exp(lp).sum(-1), 1.0, rtol=1e-12)
+
+
+@jax.jit
+def _smoothed_with_everything(x, y, weight, where):
+  kw = dict(label_smoothing=0.2, z_loss=1e-3, weight=weight, where=where)
+  per = jaxnll.cross_entropy(x, y, reduction="none", **kw)
+  g = jax.grad(lambda a: jaxnll.cross_entropy(a, y, reduction="sum", **kw))(x)
+  return per, g
 
 
 @given(arrays, st.integers(0, 2**31 - 1))
@@ -41,25 +57,29 @@ def test_ignored_elements_have_zero_loss_and_gradient(x, seed):
   ignored = rng.uniform(size=n) < 0.5
   y = jnp.asarray(np.where(ignored, -100, y))
   where = jnp.asarray(rng.uniform(size=n) < 0.7)
-  x = jnp.asarray(x)
-  kw = dict(label_smoothing=0.2, z_loss=1e-3, weight=jnp.asarray(rng.uniform(0.1, 2, c)), where=where)
-  per = jaxnll.cross_entropy(x, y, reduction="none", **kw)
-  g = jax.grad(lambda a: jaxnll.cross_entropy(a, y, reduction="sum", **kw))(x)
+  per, g = _smoothed_with_everything(jnp.asarray(x), y, jnp.asarray(rng.uniform(0.1, 2, c)), where)
   off = np.asarray(ignored | ~np.asarray(where))
   np.testing.assert_array_equal(per[off], 0.0)
   np.testing.assert_array_equal(g[off], 0.0)
 
 
+@jax.jit
+def _plain_three_ways(x, y):
+  """cross_entropy, with label_smoothing=0.0 given, and nll_loss of log_softmax; their gradients."""
+  fns = (jaxnll.cross_entropy,
+         lambda a, t: jaxnll.cross_entropy(a, t, label_smoothing=0.0),
+         lambda a, t: jaxnll.nll_loss(jaxnll.log_softmax(a), t))
+  return [jax.value_and_grad(fn)(x, y) for fn in fns]
+
+
 @given(arrays)
 def test_eps_zero_and_nll_of_log_softmax_equal_plain_cross_entropy(x):
-  x = jnp.asarray(x)
   y = jnp.asarray(np.arange(x.shape[0]) % x.shape[1])
-  plain = jaxnll.cross_entropy(x, y)
-  np.testing.assert_allclose(jaxnll.cross_entropy(x, y, label_smoothing=0.0), plain)
-  np.testing.assert_allclose(jaxnll.nll_loss(jaxnll.log_softmax(x), y), plain, rtol=1e-12)
-  g1 = jax.grad(lambda a: jaxnll.nll_loss(jaxnll.log_softmax(a), y))(x)
-  g2 = jax.grad(lambda a: jaxnll.cross_entropy(a, y))(x)
-  np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-12)
+  (plain, g), (eps_zero, g_eps_zero), (pair, g_pair) = _plain_three_ways(jnp.asarray(x), y)
+  np.testing.assert_allclose(eps_zero, plain)
+  np.testing.assert_allclose(g_eps_zero, g, rtol=1e-12)
+  np.testing.assert_allclose(pair, plain, rtol=1e-12)
+  np.testing.assert_allclose(g_pair, g, rtol=1e-9, atol=1e-12)
 
 
 def _plain_formula(x, y, w, eps, z):
@@ -93,7 +113,8 @@ def test_check_grads(soft):
   w = jnp.asarray(rng.uniform(0.5, 2, 3))
   t = jnp.asarray(rng.uniform(size=(4, 3, 2))) if soft else jnp.asarray(rng.integers(0, 3, (4, 2)))
   f = lambda a, b: jaxnll.cross_entropy(a, t, weight=b, axis=1, label_smoothing=0.1, z_loss=0.01)
-  check_grads(f, (x, w), order=2, modes=["rev"])
+  # jit: check_grads evaluates each derivative many times; compile it once.
+  check_grads(jax.jit(f), (x, w), order=2, modes=["rev"])
   check_grads(lambda a: jaxnll.nll_loss(a, jnp.array([0, 2, 1, 1]), weight=w),
                             (x[:, :, 0],), order=1, modes=["rev"])
 
@@ -103,11 +124,14 @@ def test_jit_equals_eager_and_vmap_equals_loop():
   x = jnp.asarray(rng.standard_normal((3, 5, 4)))
   y = jnp.asarray(rng.integers(0, 4, (3, 5)))
   f = lambda a, b: jaxnll.cross_entropy(a, b, label_smoothing=0.1, ignore_index=2)
-  np.testing.assert_allclose(jax.jit(f)(x, y), f(x, y), rtol=1e-12)
-  batched = jax.vmap(f)(x, y)
-  np.testing.assert_allclose(batched, jnp.stack([f(x[i], y[i]) for i in range(3)]), rtol=1e-12)
-  per_example_grads = jax.vmap(jax.grad(f))(x, y)
-  loop = jnp.stack([jax.grad(f)(x[i], y[i]) for i in range(3)])
+  jit_f, jit_grad = jax.jit(f), jax.jit(jax.grad(f))
+  np.testing.assert_allclose(jit_f(x, y), f(x, y), rtol=1e-12)
+  np.testing.assert_allclose(jit_grad(x, y), jax.grad(f)(x, y), rtol=1e-12)
+  # vmap against a loop, compiled (eagerly, each batched operation would compile on its own).
+  batched = jax.jit(jax.vmap(f))(x, y)
+  np.testing.assert_allclose(batched, jnp.stack([jit_f(x[i], y[i]) for i in range(3)]), rtol=1e-12)
+  per_example_grads = jax.jit(jax.vmap(jax.grad(f)))(x, y)
+  loop = jnp.stack([jit_grad(x[i], y[i]) for i in range(3)])
   np.testing.assert_allclose(per_example_grads, loop, rtol=1e-12)
 
 

@@ -96,10 +96,26 @@ def _losses(out):
   return [float(v) for v in re.findall(r"loss (\d+\.\d+)", out)]
 
 
-@pytest.mark.parametrize("example", ["nnx_example", "linen_example", "haiku_example"])
-def test_framework_examples_train(example):
-  losses = _losses(run_python([f"examples/{example}.py", "--steps", "15"]))
-  assert len(losses) >= 2 and losses[-1] < 0.6 * losses[0], losses
+FRAMEWORK_EXAMPLES = ["nnx_example", "linen_example", "haiku_example"]
+# Each from its command line, one after the other in one interpreter: starting Python with
+# JAX and the frameworks costs more than the few steps.
+RUN_FRAMEWORK_EXAMPLES = """
+import runpy, sys
+sys.path.insert(0, "examples")
+for name in sys.argv[1:]:
+  sys.argv = [f"examples/{name}.py", "--steps", "15"]
+  print(f"---- {name}", flush=True)
+  runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def test_framework_examples_train():
+  out = run_python(["-c", RUN_FRAMEWORK_EXAMPLES, *FRAMEWORK_EXAMPLES])
+  runs = dict(part.split("\n", 1) for part in out.split("---- ")[1:])
+  assert list(runs) == FRAMEWORK_EXAMPLES, out
+  for example, printed in runs.items():
+    losses = _losses(printed)
+    assert len(losses) >= 2 and losses[-1] < 0.6 * losses[0], (example, losses)
 
 
 def test_mnist_example_end_to_end(tmp_path):

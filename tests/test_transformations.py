@@ -79,22 +79,34 @@ def test_forward_and_reverse_jacobians_and_hessians_agree(name):
   fn, args = CASES[name]
   x = args[0]
   f = jax.jit(lambda a: fn(a, *args[1:]))
-  np.testing.assert_allclose(jax.jacfwd(f)(x), jax.jacrev(f)(x), rtol=1e-10, atol=1e-12)
+  scalar = jax.eval_shape(f, x).ndim == 0
+
+  # Every derivative in one compiled program (compiling each apart costs seconds a case).
+  @jax.jit
+  def derivatives(x, tangent, u):
+    _, tan = jax.jvp(f, (x,), (tangent,))
+    _, lin = jax.linearize(f, x)
+    _, vjp = jax.vjp(f, x)
+    d = dict(jacfwd=jax.jacfwd(f)(x), jacrev=jax.jacrev(f)(x), tan=tan, lin=lin(tangent),
+             u_jt=jnp.vdot(tan, u), jtu_t=jnp.vdot(tangent, vjp(u)[0]))
+    if scalar:
+      grad_norm = lambda a: jnp.sum(jax.grad(f)(a) ** 2)
+      d.update(fwd_rev=jax.jacfwd(jax.jacrev(f))(x), rev_fwd=jax.jacrev(jax.jacfwd(f))(x),
+               hessian=jax.hessian(f)(x), grad_norm_rev=jax.grad(grad_norm)(x),
+               grad_norm_fwd=jax.jacfwd(grad_norm)(x))
+    return d
+
   tangent = jnp.asarray(np.random.default_rng(1).standard_normal(x.shape))
-  out, tan = jax.jvp(f, (x,), (tangent,))
-  _, lin = jax.linearize(f, x)
-  np.testing.assert_allclose(lin(tangent), tan, rtol=1e-10, atol=1e-12)
-  _, vjp = jax.vjp(f, x)
+  u = jnp.asarray(np.random.default_rng(2).standard_normal(jax.eval_shape(f, x).shape))
+  d = derivatives(x, tangent, u)
+  np.testing.assert_allclose(d["jacfwd"], d["jacrev"], rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(d["lin"], d["tan"], rtol=1e-10, atol=1e-12)
   # <J t, u> == <t, J^T u>
-  u = jnp.asarray(np.random.default_rng(2).standard_normal(jnp.shape(out)))
-  np.testing.assert_allclose(jnp.vdot(tan, u), jnp.vdot(tangent, vjp(u)[0]), rtol=1e-10, atol=1e-12)
-  if jnp.ndim(out) == 0:
-    fwd_rev = jax.jacfwd(jax.jacrev(f))(x)
-    rev_fwd = jax.jacrev(jax.jacfwd(f))(x)
-    np.testing.assert_allclose(fwd_rev, rev_fwd, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(jax.hessian(f)(x), fwd_rev, rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(jax.grad(lambda a: jnp.sum(jax.grad(f)(a) ** 2))(x),
-                               jax.jacfwd(lambda a: jnp.sum(jax.grad(f)(a) ** 2))(x), rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(d["u_jt"], d["jtu_t"], rtol=1e-10, atol=1e-12)
+  if scalar:
+    np.testing.assert_allclose(d["fwd_rev"], d["rev_fwd"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(d["hessian"], d["fwd_rev"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(d["grad_norm_rev"], d["grad_norm_fwd"], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["ce all options", "ce probabilities", "nll", "losses integer", "object ce"])
@@ -103,26 +115,38 @@ def test_vmap_checkpoint_scan_eval_shape_and_export(name):
   f = lambda a: jnp.sum(fn(a, *args[1:]))
   x = args[0]
   batch = jnp.stack([x, 2 * x, -x])
-  np.testing.assert_allclose(jax.vmap(f)(batch), jnp.stack([f(b) for b in batch]), rtol=1e-12)
-  per_example = jax.vmap(jax.grad(f))(batch)
-  np.testing.assert_allclose(per_example, jnp.stack([jax.grad(f)(b) for b in batch]), rtol=1e-12)
-  np.testing.assert_allclose(jax.vmap(jax.jacfwd(f))(batch), per_example, rtol=1e-10, atol=1e-12)
-  np.testing.assert_allclose(jax.grad(jax.checkpoint(f))(x), jax.grad(f)(x), rtol=1e-12)
-  np.testing.assert_allclose(jax.jvp(jax.checkpoint(f), (x,), (x,))[1], jax.jvp(f, (x,), (x,))[1], rtol=1e-12)
 
   def body(carry, b):
     value, tangent = jax.jvp(f, (b,), (jnp.ones_like(b),))
     return carry + value, (jax.grad(f)(b), tangent)
 
-  total, (grads, tangents) = jax.lax.scan(body, 0.0, batch)
-  np.testing.assert_allclose(total, sum(f(b) for b in batch), rtol=1e-12)
-  np.testing.assert_allclose(grads, per_example, rtol=1e-12)
-  np.testing.assert_allclose(tangents, [jnp.sum(g) for g in per_example], rtol=1e-10, atol=1e-12)
+  # Each transformation, traced into one compiled program.
+  @jax.jit
+  def transformed(x, batch):
+    total, (scan_grads, scan_tangents) = jax.lax.scan(body, 0.0, batch)
+    return dict(
+        value=f(x), grad=jax.grad(f)(x), jvp=jax.jvp(f, (x,), (x,))[1],
+        vmap=jax.vmap(f)(batch), loop=jnp.stack([f(b) for b in batch]),
+        vmap_grad=jax.vmap(jax.grad(f))(batch), loop_grad=jnp.stack([jax.grad(f)(b) for b in batch]),
+        vmap_jacfwd=jax.vmap(jax.jacfwd(f))(batch),
+        checkpoint_grad=jax.grad(jax.checkpoint(f))(x), checkpoint_jvp=jax.jvp(jax.checkpoint(f), (x,), (x,))[1],
+        scan_total=total, scan_grads=scan_grads, scan_tangents=scan_tangents)
+
+  r = transformed(x, batch)
+  per_example = r["vmap_grad"]
+  np.testing.assert_allclose(r["vmap"], r["loop"], rtol=1e-12)
+  np.testing.assert_allclose(per_example, r["loop_grad"], rtol=1e-12)
+  np.testing.assert_allclose(r["vmap_jacfwd"], per_example, rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(r["checkpoint_grad"], r["grad"], rtol=1e-12)
+  np.testing.assert_allclose(r["checkpoint_jvp"], r["jvp"], rtol=1e-12)
+  np.testing.assert_allclose(r["scan_total"], np.sum(r["loop"]), rtol=1e-12)
+  np.testing.assert_allclose(r["scan_grads"], per_example, rtol=1e-12)
+  np.testing.assert_allclose(r["scan_tangents"], [jnp.sum(g) for g in per_example], rtol=1e-10, atol=1e-12)
   assert jax.eval_shape(f, x).shape == ()
   exported = jax.export.export(jax.jit(jax.value_and_grad(f)))(x)
   value, grad = exported.call(x)
-  np.testing.assert_allclose(value, f(x), rtol=1e-12)
-  np.testing.assert_allclose(grad, jax.grad(f)(x), rtol=1e-12)
+  np.testing.assert_allclose(value, r["value"], rtol=1e-12)
+  np.testing.assert_allclose(grad, r["grad"], rtol=1e-12)
 
 
 @pytest.mark.parametrize("value", [-np.inf, np.inf, np.nan], ids=["-inf", "+inf", "nan"])
@@ -141,11 +165,11 @@ def test_ignored_and_masked_elements_have_zero_tangents_whatever_they_hold(kind,
       lambda a: jaxnll.cross_entropy(a, T, reduction="none", where=jnp.array([True, True, False, True, True])),
   ]
   tangent = jnp.ones_like(X)
-  for fn in fns:
-    out, tan = jax.jvp(fn, (jnp.asarray(x),), (tangent,))
+  # The targets and masks are constants of the trace, as when called eagerly; one compilation.
+  tangents = jax.jit(lambda a: [(jax.jvp(fn, (a,), (tangent,)), jax.jacfwd(fn)(a)) for fn in fns])
+  for (out, tan), jac in tangents(jnp.asarray(x)):
     assert out[2] == 0.0 and tan[2] == 0.0
     assert np.all(np.isfinite(np.asarray(tan)[[0, 1, 3, 4]]))
-    jac = jax.jacfwd(fn)(jnp.asarray(x))
     assert np.all(np.asarray(jac)[2] == 0.0) and np.all(np.asarray(jac)[:, 2] == 0.0)
 
 
@@ -153,13 +177,19 @@ def test_minus_inf_logits_give_finite_forward_tangents():
   # optax's open bug: NaN forward tangents at -inf logits (masked classes).
   x = X.at[:, 1].set(-jnp.inf)
   labels = jax.nn.one_hot(jnp.array([0, 2, 3, 0, 2]), 4)
-  for fn in (lambda a: jaxnll.cross_entropy(a, jnp.array([0, 2, 3, 0, 2])),
-             lambda a: losses.softmax_cross_entropy(a, labels).sum(),
-             lambda a: jaxnll.cross_entropy(a, labels)):
-    jac = jax.jacfwd(fn)(x)
+  fns = (lambda a: jaxnll.cross_entropy(a, jnp.array([0, 2, 3, 0, 2])),
+         lambda a: losses.softmax_cross_entropy(a, labels).sum(),
+         lambda a: jaxnll.cross_entropy(a, labels))
+
+  @jax.jit  # one compiled program for all of them
+  def derivatives(x):
+    return ([(jax.jacfwd(fn)(x), jax.grad(fn)(x)) for fn in fns],
+            jax.jacfwd(lambda t: losses.softmax_cross_entropy(x, t).sum())(labels))
+
+  jacobians_and_gradients, dt = derivatives(x)
+  for jac, grad in jacobians_and_gradients:
     assert np.all(np.isfinite(jac)), jac
-    np.testing.assert_allclose(jac, jax.grad(fn)(x), rtol=1e-12)
-  dt = jax.jacfwd(lambda t: losses.softmax_cross_entropy(x, t).sum())(labels)
+    np.testing.assert_allclose(jac, grad, rtol=1e-12)
   assert np.all(np.isfinite(np.asarray(dt)[:, [0, 2, 3]])) and np.all(np.asarray(dt)[:, 1] == 0.0)
 
 
@@ -181,19 +211,28 @@ def test_linear_cross_entropy_reverse_mode_everywhere_and_a_clear_forward_mode_e
   y = jnp.array([0, 9, -100, 4, 5, 1])
   f = lambda h, w: jaxnll.linear_cross_entropy(h, w, y, label_smoothing=0.1, block_size=4)
   ref = lambda h, w: jaxnll.cross_entropy(h @ w.T, y, label_smoothing=0.1)
-  for transform in (jax.grad, lambda g: jax.grad(jax.checkpoint(g))):
-    np.testing.assert_allclose(transform(lambda h: f(h, w_cls))(h), jax.grad(lambda h: ref(h, w_cls))(h),
-                               rtol=1e-10)
-  np.testing.assert_allclose(jax.jacrev(lambda h: jaxnll.linear_cross_entropy(h, w_cls, y, reduction="none"))(h),
-                             jax.jacrev(lambda h: jaxnll.cross_entropy(h @ w_cls.T, y, reduction="none"))(h),
-                             rtol=1e-10, atol=1e-12)
-  np.testing.assert_allclose(jax.vmap(jax.grad(f), in_axes=(0, None))(jnp.stack([h, 2 * h]), w_cls)[1],
-                             jax.grad(f)(2 * h, w_cls), rtol=1e-12)
+
+  # Every reverse-mode transformation, traced into one compiled program.
+  @jax.jit
+  def reverse(h, w_cls):
+    return dict(
+        grad=jax.grad(lambda h: f(h, w_cls))(h), checkpoint_grad=jax.grad(jax.checkpoint(lambda h: f(h, w_cls)))(h),
+        ref_grad=jax.grad(lambda h: ref(h, w_cls))(h),
+        jacrev=jax.jacrev(lambda h: jaxnll.linear_cross_entropy(h, w_cls, y, reduction="none"))(h),
+        ref_jacrev=jax.jacrev(lambda h: jaxnll.cross_entropy(h @ w_cls.T, y, reduction="none"))(h),
+        vmap_grad=jax.vmap(jax.grad(f), in_axes=(0, None))(jnp.stack([h, 2 * h]), w_cls)[1],
+        grad_2h=jax.grad(f)(2 * h, w_cls), ref_grad_w=jax.grad(ref, argnums=1)(h, w_cls),
+        # Forward over reverse differentiates the block-wise backward itself: exact.
+        hessian=jax.hessian(lambda h: f(h, w_cls))(h), ref_hessian=jax.hessian(lambda h: ref(h, w_cls))(h))
+
+  r = reverse(h, w_cls)
+  for name in ("grad", "checkpoint_grad"):
+    np.testing.assert_allclose(r[name], r["ref_grad"], rtol=1e-10, err_msg=name)
+  np.testing.assert_allclose(r["jacrev"], r["ref_jacrev"], rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(r["vmap_grad"], r["grad_2h"], rtol=1e-12)
   exported = jax.export.export(jax.jit(jax.grad(f, argnums=(0, 1))))(h, w_cls)
-  np.testing.assert_allclose(exported.call(h, w_cls)[1], jax.grad(ref, argnums=1)(h, w_cls), rtol=1e-10)
-  # Forward over reverse differentiates the block-wise backward itself: exact.
-  np.testing.assert_allclose(jax.hessian(lambda h: f(h, w_cls))(h), jax.hessian(lambda h: ref(h, w_cls))(h),
-                             rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(exported.call(h, w_cls)[1], r["ref_grad_w"], rtol=1e-10)
+  np.testing.assert_allclose(r["hessian"], r["ref_hessian"], rtol=1e-9, atol=1e-12)
   _, lin = jax.linearize(lambda h: f(h, w_cls), h)
   with pytest.raises(TypeError, match="forward-mode"):  # its linear map is forward mode
     lin(h)
@@ -226,7 +265,10 @@ CALLS: dict[str, int] = {}
 
 
 def _counted(name):
-  fn = getattr(losses, name)
+  # Jitted: optax's tests call these eagerly on many shapes, and eagerly each of their
+  # operations compiles on its own for every new shape (their eager use is tested in
+  # test_optax_compat.py and test_hostile.py).
+  fn = jax.jit(getattr(losses, name), static_argnames="axis")
 
   def call(*args, **kwargs):
     CALLS[name] = CALLS.get(name, 0) + 1
