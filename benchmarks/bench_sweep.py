@@ -23,10 +23,18 @@ Rows (``--rows 1,3,6`` selects):
        jaxnll plain / optax and, timed in the same rounds, one read of the logits (sum_c w_c x_c as a
        matrix-vector product), which smoothing adds to the plain kernel's passes
   9    compile time (.lower().compile() of the jitted value_and_grad, jax.clear_caches() before each)
+  11   [32, 40, 1024] axis=1 (sequence labelling, (N, C, L)); 12 [2, 8, 32, 64, 64] axis=1 (volumes, (N, C, D, H, W))
+  13   row 5 with no ignored targets
+  14   per-example gradients: jit(vmap(grad)) of each row's loss [2048, 1000] (torch: torch.func.vmap(grad))
+  15   row 10 at [4096, 1024, 50257] (GPT-2's vocabulary)
   10   linear_cross_entropy vs the materializing jaxnll.cross_entropy(h @ W.T, y) (in the optax column),
        gradients w.r.t. h and W; "note" is the compiled temp memory of both (memory_analysis) and, timed in
        the same rounds, the matrix products alone: the fused path's 4 (the backward recomputes the logits,
-       over vocabulary blocks) / the materializing path's 3, the bound that recomputation puts on the row
+       over vocabulary blocks) / the materializing path's 3, the bound that recomputation puts on the row; the
+       torch column is torch 2.13's chunked F.linear_cross_entropy(..., options=LinearCrossEntropyOptions())
+
+The header prints the load average and the date; a run whose 1-minute load average is above 0.5 per 2 cores,
+at its start or end, is marked "MACHINE NOT QUIET" and is not a figure for the README.
 
 Run: MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
      python benchmarks/bench_sweep.py [--repeats 9] [--rows 1,3,6] [--quick]
@@ -77,7 +85,14 @@ ROWS: dict[int, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
     8: ("weight+ignore+smoothing [4096, 32000]", (4096, 32000), (64, 320)),
     9: ("compile time value_and_grad [4096, 32000]", (4096, 32000), (64, 320)),
     10: ("linear_cross_entropy [2048, 512, 32768] (optax col: materializing)", (2048, 512, 32768), (64, 32, 512)),
+    11: ("[32, 40, 1024] float32 axis=1 (N, C, L)", (32, 40, 1024), (2, 5, 16)),
+    12: ("[2, 8, 32, 64, 64] float32 axis=1 (N, C, D, H, W)", (2, 8, 32, 64, 64), (1, 3, 4, 4, 4)),
+    13: ("[8, 21, 128, 128] axis=1, no ignored targets", (8, 21, 128, 128), (2, 5, 8, 8)),
+    14: ("per-example grads vmap(grad) [2048, 1000]", (2048, 1000), (16, 10)),
+    15: ("linear_cross_entropy [4096, 1024, 50257] (optax col: materializing)", (4096, 1024, 50257), (64, 32, 515)),
 }
+# Rows whose targets have no ignored elements (row 13; row 14's per-example losses).
+CLEAN_ROWS = (13, 14)
 
 
 @dataclasses.dataclass
@@ -112,14 +127,16 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[
 # Problem data and variants.
 
 
-def class_problem(shape: tuple[int, ...], axis: int, seed: int = 0):
-  """float32 logits (NumPy), targets with every 10th element ignored, and the same targets made clean."""
+def class_problem(shape: tuple[int, ...], axis: int, seed: int = 0, ignored: bool = True):
+  """float32 logits (NumPy), targets with every 10th element ignored (unless not ``ignored``), and the same
+  targets made clean."""
   rng = np.random.default_rng(seed)
   x = rng.standard_normal(shape, np.float32)
   c = shape[axis]
   tshape = shape[:axis] + shape[axis + 1:]
   y = rng.integers(0, c, tshape).astype(np.int64)
-  y.reshape(-1)[::10] = IGNORE
+  if ignored:
+    y.reshape(-1)[::10] = IGNORE
   clean = np.where(y < 0, 0, y)
   return x, y, clean
 
@@ -155,8 +172,8 @@ PASSES = {
 }
 
 
-def row_cross_entropy(name, shape, repeats, axis=-1, passes=False) -> Result:
-  x, y, clean = class_problem(shape, axis % len(shape))
+def row_cross_entropy(name, shape, repeats, axis=-1, passes=False, ignored=True) -> Result:
+  x, y, clean = class_problem(shape, axis % len(shape), ignored=ignored)
   xj, yj, cj = jnp.asarray(x), jnp.asarray(y, jnp.int32), jnp.asarray(clean, jnp.int32)
   yt = torch.from_numpy(y)
   fns = {
@@ -296,6 +313,28 @@ def matmul_skeletons(block: int):
   return jax.jit(three), jax.jit(four)
 
 
+def row_per_example(name, shape, repeats) -> Result:
+  """Per-example gradients: ``vmap(grad)`` of each row's loss (torch: ``torch.func.vmap(grad)``)."""
+  x, _, clean = class_problem(shape, 1, ignored=False)
+  xj, cj = jnp.asarray(x), jnp.asarray(clean, jnp.int32)
+
+  def per_example(loss):
+    fn = jax.jit(jax.vmap(jax.grad(loss)))
+    return lambda: fn(xj, cj)
+
+  import torch.func
+
+  yt = torch.from_numpy(clean)
+  xt = torch.from_numpy(x)
+  torch_fn = torch.func.vmap(torch.func.grad(lambda a, b: F.cross_entropy(a[None], b[None])))
+  fns = {
+      "jaxnll": per_example(lambda a, b: jaxnll.cross_entropy(a, b)),
+      "optax": per_example(lambda a, b: optax.losses.softmax_cross_entropy_with_integer_labels(a, b)),
+      "torch": lambda: torch_fn(xt, yt),
+  }
+  return Result(name, timed(fns, repeats))
+
+
 def row_linear(name, shape, repeats) -> Result:
   n, d, v = shape
   rng = np.random.default_rng(0)
@@ -319,6 +358,19 @@ def row_linear(name, shape, repeats) -> Result:
     blk = 256
   three, four = matmul_skeletons(blk)
   fns["3 dots"], fns["4 dots"] = functools.partial(three, h, w), functools.partial(four, h, w)
+  chunked = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+  if chunked is not None:  # torch 2.13's chunked F.linear_cross_entropy, gradients w.r.t. h and W
+    ht = torch.from_numpy(np.asarray(h)).requires_grad_(True)
+    wt = torch.from_numpy(np.asarray(w)).requires_grad_(True)
+    yt = torch.from_numpy(np.asarray(y).astype(np.int64))
+
+    def torch_chunked():
+      ht.grad = wt.grad = None
+      out = F.linear_cross_entropy(ht, wt, yt, options=chunked())
+      out.backward()
+      return out
+
+    fns["torch"] = torch_chunked
   s = timed(fns, repeats)
   lo, hi = paired(s["4 dots"], s["3 dots"])
   note = (f"temp MiB: fused {temp['jaxnll']:.1f} vs materializing {temp['optax']:.1f}; matmuls alone: "
@@ -343,7 +395,15 @@ def run_row(i: int, quick: bool, repeats: int) -> Result:
     return row_options(name, shape, repeats)
   if i == 9:
     return row_compile(name, shape, 1 if quick else min(repeats, 5), warmup=not quick)
+  if i in (11, 12, 13):
+    return row_cross_entropy(name, shape, repeats, axis=1, ignored=i not in CLEAN_ROWS)
+  if i == 14:
+    return row_per_example(name, shape, repeats)
   return row_linear(name, shape, repeats)
+
+
+# A run is quiet when the 1-minute load average stays at or below 0.5 per 2 cores.
+QUIET_LOAD_PER_CORE = 0.25
 
 
 def load_average() -> str:
@@ -351,6 +411,13 @@ def load_average() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
   except OSError:
     return "load average unknown"
+
+
+def quiet() -> bool:
+  try:
+    return os.getloadavg()[0] <= QUIET_LOAD_PER_CORE * (os.cpu_count() or 1)
+  except OSError:
+    return False
 
 
 def fmt_ms(s: dict[str, list[float]], k: str) -> str:
@@ -385,8 +452,9 @@ def main() -> None:
         f"optax {optax.__version__}, torch {torch.__version__}")
   print(allocator_note() + f"; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (torch's idle threads sleep)")
   load = load_average()
+  quiet_at_start = quiet()
   print(f"median of {repeats} interleaved rounds per row; [min-max] of the per-round paired ratios; {load} "
-        "at start")
+        f"at start; {time.strftime('%Y-%m-%d %H:%M')}")
   print("JAX: jit(value_and_grad), torch: loss.backward(); jaxnll and torch get 10 % ignored targets (-100), "
         "optax / plain JAX the same targets made valid.\nRow 7's optax column is plain JAX log_softmax + "
         "take_along_axis; row 10's is the materializing jaxnll.cross_entropy(h @ W.T, y).\n", flush=True)
@@ -403,9 +471,13 @@ def main() -> None:
     s = r.samples
     table.append([str(i), r.name, fmt_ms(s, "jaxnll"), fmt_ms(s, "optax"),
                   fmt_ms(s, "torch"), fmt_ratio(s, "jaxnll", "optax"), fmt_ratio(s, "jaxnll", "torch"), r.note])
+  quiet_run = quiet_at_start and quiet()
+  if not quiet_run:
+    print(f"MACHINE NOT QUIET (1-minute load above {QUIET_LOAD_PER_CORE * (os.cpu_count() or 1):.2f} at start or "
+          "end): these figures are not for the README")
   print_table(["#", "case", "jaxnll ms", "optax ms", "torch ms", "jaxnll/optax", "jaxnll/torch", "note"], table)
   load = load_average()
-  print(f"\ntotal {time.perf_counter() - t_start:.0f} s; {load} at end")
+  print(f"\ntotal {time.perf_counter() - t_start:.0f} s; {load} at end" + ("" if quiet_run else "; machine not quiet"))
 
 
 if __name__ == "__main__":

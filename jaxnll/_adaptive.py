@@ -184,12 +184,16 @@ def _linear(a: jax.Array, w: jax.Array, ct: np.dtype) -> jax.Array:
   return lax.dot_general(a, w, (((a.ndim - 1,), (1,)), ((), ())), preferred_element_type=ct)
 
 
-def _head_log_probs(params: dict[str, jax.Array], x: jax.Array, ct: np.dtype) -> jax.Array:
+def _head_logits(params: dict[str, jax.Array], x: jax.Array, ct: np.dtype) -> jax.Array:
   logits = _linear(x, params[_HEAD_WEIGHT], ct)
   if _HEAD_BIAS in params:
     bias = params[_HEAD_BIAS].astype(ct)
     logits = logits + bias.reshape((1,) * (logits.ndim - 1) + bias.shape)
-  return log_softmax(logits, axis=-1)
+  return logits
+
+
+def _head_log_probs(params: dict[str, jax.Array], x: jax.Array, ct: np.dtype) -> jax.Array:
+  return log_softmax(_head_logits(params, x, ct), axis=-1)
 
 
 def _tail_log_probs(params: dict[str, jax.Array], x: jax.Array, i: int, ct: np.dtype,
@@ -280,7 +284,9 @@ def _predict(params: dict[str, jax.Array], layout: _Layout, input: jax.typing.Ar
   _check_input(x, layout)
   ct = _compute_dtype(params, x)
   axis = x.ndim - 1
-  best_head = lax.argmax(_head_log_probs(params, x, ct), axis, jnp.int32)
+  # The argmax of the raw head logits, as torch: two logits closer than an ulp
+  # of the log-sum-exp would tie after the log-softmax.
+  best_head = lax.argmax(_head_logits(params, x, ct), axis, jnp.int32)
   # A shortlist winner beats every tail class (their log-probabilities add a
   # log-softmax <= 0 to a smaller cluster logit); otherwise torch takes the
   # argmax of the full distribution.

@@ -48,8 +48,11 @@ def _per_row(terms: LossTerms, masked: bool) -> LossTerms:
   if per.ndim == 0:
     return terms
   inner = tuple(range(1, per.ndim))
-  with jax.ensure_compile_time_eval():
-    rows = jnp.any(counted, axis=inner) if masked else jnp.ones(per.shape[:1], bool)
+  if masked:
+    with jax.ensure_compile_time_eval():  # a concrete mask keeps its rows concrete
+      rows = jnp.any(counted, axis=inner)
+  else:
+    rows = jnp.ones(per.shape[:1], bool)  # traced, so a symbolic batch exports
   return LossTerms(jnp.sum(per, axis=inner), rows.astype(per.dtype), rows)
 
 

@@ -52,12 +52,18 @@ def p_norm(d: jax.Array, p: float, axis: int = -1, keepdims: bool = False) -> ja
   return _root(jnp.sum(_root(a, p), axis=axis, keepdims=keepdims), 1.0 / p)
 
 
-def cosine(x1: jax.Array, x2: jax.Array, axis: Any, squared_norm: Callable[[jax.Array], jax.Array]) -> jax.Array:
-  """``x1 · x2 / (‖x1‖ ‖x2‖)`` along ``axis``, each squared norm first passed through ``squared_norm``."""
+def cosine(x1: jax.Array, x2: jax.Array, axis: Any, squared_norm: Callable[[jax.Array], jax.Array],
+           joint_root: bool = False) -> jax.Array:
+  """``x1 · x2 / (‖x1‖ ‖x2‖)`` along ``axis``, each squared norm first passed through ``squared_norm``.
+
+  ``joint_root`` divides by ``sqrt(m1 m2)``, torch's ``cosine_embedding_loss``
+  (identical vectors give a cosine of exactly 1 there); otherwise by
+  ``sqrt(m1) sqrt(m2)``, optax's ``cosine_similarity``.
+  """
   dot = jnp.sum(x1 * x2, axis=axis)
   m1 = squared_norm(jnp.sum(x1 * x1, axis=axis))
   m2 = squared_norm(jnp.sum(x2 * x2, axis=axis))
-  return dot / (jnp.sqrt(m1) * jnp.sqrt(m2))
+  return dot / (jnp.sqrt(m1 * m2) if joint_root else jnp.sqrt(m1) * jnp.sqrt(m2))
 
 
 def triplet(d_pos: jax.Array, d_neg: jax.Array, margin: float) -> jax.Array:
@@ -117,7 +123,7 @@ def cosine_embedding_loss_terms(input1, input2, target, *, margin=0.0, where=Non
   shape = broadcast_shape("the pairs and `target`", full[:-1], y.shape)
   e, (x1, x2) = masked_elements({"input1": x1, "input2": x2}, shape, where, "the loss's shape (one per pair)")
   full = (*shape, full[-1])
-  cos = cosine(_rows_safe(e, x1, full), _rows_safe(e, x2, full), -1, lambda s: s + _COSINE_EPS)
+  cos = cosine(_rows_safe(e, x1, full), _rows_safe(e, x2, full), -1, lambda s: s + _COSINE_EPS, joint_root=True)
   y = jnp.broadcast_to(y, shape)
   zero = jnp.zeros((), e.dtype)
   per = jnp.where(y == 1, 1 - cos, zero) + jnp.where(y == -1, clamp_min(cos - m), zero)
@@ -188,13 +194,14 @@ def cosine_embedding_loss(
   r"""Cosine embedding loss, as ``torch.nn.functional.cosine_embedding_loss``.
 
   .. math::
-    \cos = \frac{x_1 \cdot x_2}{\sqrt{\|x_1\|^2 + \epsilon}\,\sqrt{\|x_2\|^2 + \epsilon}}, \qquad
+    \cos = \frac{x_1 \cdot x_2}{\sqrt{(\|x_1\|^2 + \epsilon)(\|x_2\|^2 + \epsilon)}}, \qquad
     \ell = \begin{cases} 1 - \cos & y = 1 \\ \max(0, \cos - \mathrm{margin}) & y = -1 \\
       0 & \text{otherwise} \end{cases}
 
-  with torch's :math:`\epsilon = 10^{-12}`, so a zero vector has cosine 0.
-  torch takes the root of the product of the squared norms, which overflows
-  for huge vectors; jaxnll multiplies the roots.
+  with torch's :math:`\epsilon = 10^{-12}`, so a zero vector has cosine 0,
+  and the root of the product as torch takes it, so identical vectors give
+  exactly 0 for :math:`y = 1` (like torch, the product overflows for vectors
+  of squared norm beyond about :math:`10^{19}` in float32).
 
   Args:
     input1: floating embeddings ``(N, D)``, or ``(D,)`` with a 0-D target.

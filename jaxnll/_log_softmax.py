@@ -143,4 +143,30 @@ class Softmax(LogSoftmax):
 
   def __call__(self, x: jax.typing.ArrayLike, where: jax.typing.ArrayLike | None = None) -> jax.Array:
     """The softmax of ``x`` over ``self.axis`` (masked entries 0)."""
-    return jnp.exp(log_softmax(x, self.axis, where))
+    return softmax(x, self.axis, where)
+
+
+def softmax(x: jax.typing.ArrayLike, axis: int = -1, where: jax.typing.ArrayLike | None = None) -> jax.Array:
+  """``exp(x - m) / Σ exp(x - m)`` over ``axis``, as torch computes it, in float32 or wider.
+
+  Masked entries are 0; a fully masked or all ``-inf`` row is all 0 (never
+  NaN), and a NaN or ``+inf`` in an unmasked row makes the row NaN.
+  """
+  arr = v.as_array("x", x)
+  v.check_floating("x", arr)
+  if arr.ndim == 0:
+    v.canonical_axis(axis, 1)
+    return softmax(arr[None], 0, None if where is None else v.as_array("where", where).reshape(1))[0]
+  ax = v.canonical_axis(axis, arr.ndim)
+  mask = None if where is None else v.check_where(where, arr.shape)
+  if arr.shape[ax] == 0:
+    return arr
+  xf = arr.astype(v.compute_dtype(arr.dtype))
+  if mask is not None:
+    xf = jnp.where(mask, xf, -jnp.inf)
+  m = finite_shift(lax.stop_gradient(jnp.max(xf, axis=ax, keepdims=True)))
+  e = jnp.exp(xf - m)
+  total = jnp.sum(e, axis=ax, keepdims=True)
+  empty = total == 0
+  out = jnp.where(empty, jnp.zeros_like(e), e / jnp.where(empty, jnp.ones_like(total), total))
+  return out.astype(arr.dtype)

@@ -103,6 +103,8 @@ class LossObject:
   """
 
   reduction: str
+  # Whether a mean over a zero normalizer is NaN whatever the sum (see LossTerms.nan_on_zero).
+  nan_on_zero = False
 
   def terms(self, *arrays: Any, where: Any = None) -> LossTerms:
     raise NotImplementedError

@@ -134,6 +134,10 @@ class CrossEntropyLoss(_Loss):
   z_loss: float = 0.0
   softcap: float | None = None
 
+  @property
+  def nan_on_zero(self) -> bool:  # type: ignore[override]
+    return self.label_smoothing > 0
+
   def __post_init__(self) -> None:
     self._check_shared_options()
     object.__setattr__(self, "label_smoothing", v.check_label_smoothing(self.label_smoothing))

@@ -65,9 +65,17 @@ def masked_elements(
 
 
 def real_targets(name: str, value: object) -> jax.Array:
-  t = v.as_array(name, value)  # type: ignore[arg-type]
-  v.check_real(name, t)
-  return t
+  """Real-valued targets (labels such as ±1) as a JAX array; host integers go through float64 on the host, so
+  an int64 value is never wrapped through int32 when x64 is off. The caller casts to the loss's dtype."""
+  if isinstance(value, (jax.Array, jax.core.Tracer)):
+    v.check_real(name, value)
+    return value
+  host = v.as_target_array(name, value)
+  v.check_real(name, host)  # type: ignore[arg-type]
+  if host.dtype.kind in "iub":
+    host = np.asarray(host).astype(np.float64)
+  with jax.ensure_compile_time_eval():
+    return jnp.asarray(host)
 
 
 def integer_targets(name: str, value: object) -> Any:

@@ -134,6 +134,7 @@ def _kl(log_predictions, targets, axis, where, log_target: bool, targets_name: s
   return jnp.sum(kl_pointwise(x, t, log_target), axis=axis, where=mask)
 
 
+@v.refuse_dim
 def kl_divergence(
     log_predictions: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
@@ -164,6 +165,7 @@ def kl_divergence(
   return _kl(log_predictions, targets, axis, where, False, "targets")
 
 
+@v.refuse_dim
 def kl_divergence_with_log_targets(
     log_predictions: jax.typing.ArrayLike,
     log_targets: jax.typing.ArrayLike,

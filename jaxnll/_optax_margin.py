@@ -24,7 +24,15 @@ import numpy as np
 from jaxnll import _validation as v
 from jaxnll._elementwise import floating_input
 from jaxnll._embedding import cosine, triplet
-from jaxnll._margin import broadcast_shape, clamp_min, class_margins, common_dtype, integer_targets, nan_where
+from jaxnll._margin import (
+    broadcast_shape,
+    clamp_min,
+    class_margins,
+    common_dtype,
+    integer_targets,
+    nan_where,
+    real_targets,
+)
 from jaxnll._targets import class_targets
 
 Axis = int | tuple[int, ...] | None
@@ -37,6 +45,7 @@ def _floating(*named: tuple[str, object]) -> list[jax.Array]:
   return [jnp.broadcast_to(a.astype(dtype), shape) for a in arrays]
 
 
+@v.refuse_dim
 def triplet_margin_loss(
     anchors: jax.typing.ArrayLike,
     positives: jax.typing.ArrayLike,
@@ -111,8 +120,7 @@ def hinge_loss(predictor_outputs: jax.typing.ArrayLike, targets: jax.typing.Arra
     Array([0.5, 4. ], dtype=float32)
   """
   s = floating_input("predictor_outputs", predictor_outputs)
-  y = v.as_array("targets", targets)
-  v.check_real("targets", y)
+  y = real_targets("targets", targets)
   shape = broadcast_shape("`predictor_outputs` and `targets`", s.shape, y.shape)
   dtype = common_dtype(s)
   s, y = jnp.broadcast_to(s.astype(dtype), shape), jnp.broadcast_to(y.astype(dtype), shape)
@@ -156,6 +164,7 @@ def multiclass_hinge_loss(scores: jax.typing.ArrayLike, labels: jax.typing.Array
   return nan_where(tg.bad, violation)
 
 
+@v.refuse_dim
 def cosine_similarity(
     predictions: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,
@@ -200,12 +209,19 @@ def cosine_similarity(
     mask = jnp.broadcast_to(mask, broadcast_shape("`where` and the inputs", mask.shape, a.shape))
     if mask.shape != a.shape:
       raise ValueError(f"`where` of shape {mask.shape} does not broadcast to the inputs' shape {a.shape}.")
-    zero = jnp.zeros((), a.dtype)
-    a, b = jnp.where(mask, a, zero), jnp.where(mask, b, zero)
+    # Masked coordinates are 0; a pair with none kept is 0, as optax's empty sum
+    # (computed on ones, so nothing undefined reaches its gradient).
+    kept = jnp.any(mask, axis=axes, keepdims=True)
+    fill = jnp.where(kept, jnp.zeros((), a.dtype), jnp.ones((), a.dtype))
+    a, b = jnp.where(mask, a, fill), jnp.where(mask, b, fill)
+    floor = jnp.asarray(epsilon, a.dtype)
+    cos = cosine(a, b, axes, lambda s: jnp.maximum(s, floor))
+    return jnp.where(jnp.squeeze(kept, axes), cos, jnp.zeros((), cos.dtype))
   floor = jnp.asarray(epsilon, a.dtype)
   return cosine(a, b, axes, lambda s: jnp.maximum(s, floor))
 
 
+@v.refuse_dim
 def cosine_distance(
     predictions: jax.typing.ArrayLike,
     targets: jax.typing.ArrayLike,

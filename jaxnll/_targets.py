@@ -140,6 +140,10 @@ def _raise_if_bad(error: type[Exception], message: str, any_bad: Any, first: Any
     raise error(message.format(first))
 
 
+def _has_arrays(tree: Any) -> bool:
+  return any(isinstance(x, (jax.Array, np.ndarray)) for x in jax.tree_util.tree_leaves(tree))
+
+
 def _traced(tree: Any) -> bool:
   return any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(tree))
 
@@ -164,7 +168,9 @@ def checked(fn: F) -> F:
 
   Functions traced in checked mode are cached apart from unchecked calls, so
   jitted functions shared with unchecked code are never affected. Pass arrays
-  (and pytrees of arrays) as arguments; close over static options.
+  (and pytrees of arrays) as arguments; keyword options that hold no array
+  (``reduction="sum"``, ``label_smoothing=0.1``) are static, and must be
+  hashable.
 
   Examples:
     >>> import jax.numpy as jnp, jaxnll
@@ -175,11 +181,11 @@ def checked(fn: F) -> F:
     IndexError: Target 5 is out of bounds.
   """
 
-  def with_checks(*args: Any, **kwargs: Any) -> Any:
+  def with_checks(static: tuple[tuple[str, Any], ...], *args: Any, **kwargs: Any) -> Any:
     with _mode(_CHECKIFY):
-      return fn(*args, **kwargs)
+      return fn(*args, **dict(static), **kwargs)
 
-  functional = jax.jit(checkify.checkify(with_checks, errors=checkify.user_checks))
+  functional = jax.jit(checkify.checkify(with_checks, errors=checkify.user_checks), static_argnums=0)
 
   @functools.wraps(fn)
   def run(*args: Any, **kwargs: Any) -> Any:
@@ -188,8 +194,11 @@ def checked(fn: F) -> F:
     if _traced((args, kwargs)):
       with _mode(_CALLBACK):
         return fn(*args, **kwargs)
+    # Keyword options that are not arrays (reduction="sum", label_smoothing=0.1) stay static.
+    static = tuple(sorted((k, val) for k, val in kwargs.items() if not _has_arrays(val)))
+    arrays = {k: val for k, val in kwargs.items() if _has_arrays(val)}
     with _mode(_CHECKIFY):
-      err, out = functional(*args, **kwargs)
+      err, out = functional(static, *args, **arrays)
     message = err.get()
     if message is not None:
       for prefix, error in _RAISES.items():

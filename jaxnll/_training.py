@@ -107,7 +107,7 @@ def loss_and_metrics(outputs: Any, batch: Batch, loss: LossLike) -> tuple[jax.Ar
   obj = _training_loss(loss)
   terms = obj.batch_terms(outputs, batch)
   loss_sum, normalizer = _reduction.sum_and_normalizer(terms.per_element, terms.normalizer, obj.reduction)
-  value = finalize_loss(loss_sum, normalizer, obj.reduction, nan_on_zero=terms.nan_on_zero)
+  value = finalize_loss(loss_sum, normalizer, obj.reduction, terms.nan_on_zero)
   metrics = {"loss_sum": loss_sum, "normalizer": normalizer, "count": jnp.sum(terms.counted).astype(jnp.float32)}
   hits = obj.batch_hits(outputs, batch, terms.counted)
   if hits is not None:
@@ -137,7 +137,8 @@ def finalize_metrics(metrics: Metrics, loss: LossLike) -> dict[str, float]:
   from summed metrics, as Python floats."""
   obj = as_loss_object(loss)
   count = float(metrics["count"])
-  out = {"loss": float(finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction)), "count": count}
+  out = {"loss": float(finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction, obj.nan_on_zero)),
+         "count": count}
   if "correct" in metrics:
     out["accuracy"] = float(metrics["correct"]) / count if count else float("nan")
   return out
@@ -236,7 +237,7 @@ def make_grad_fn(
     scale = finalize_loss(jnp.ones_like(metrics["normalizer"]), metrics["normalizer"], "safe_mean"
                           if obj.reduction != "sum" else "sum")
     grads = jax.tree_util.tree_map(lambda g: g * scale.astype(g.dtype), grads)
-    value = finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction)
+    value = finalize_loss(metrics["loss_sum"], metrics["normalizer"], obj.reduction, obj.nan_on_zero)
     return value, grads, metrics
 
   return grad_fn

@@ -35,6 +35,7 @@ def test_docs_build(tmp_path):
   _check_every_public_name_is_in_the_api_reference(html)
   _check_docstring_math_is_rendered(html)
   _check_guide_pages_are_built(html)
+  _check_pages_load_nothing_from_the_network(html)
 
 
 def _build(out: Path) -> Path:
@@ -73,3 +74,15 @@ def _check_guide_pages_are_built(html: Path) -> None:
   for page in ("getting_started", "porting", "semantics", "training", "large_vocabularies", "scaling",
                "benchmarks", "changelog", "api/jaxnll", "api/losses", "api/training"):
     assert (html / f"{page}.html").is_file(), page
+
+
+def _check_pages_load_nothing_from_the_network(html: Path) -> None:
+  """MathJax (and every other script and style) comes from the build itself, so the math renders offline."""
+  assert (html / "_static" / "mathjax" / "tex-chtml.js").is_file()
+  assert any((html / "_static" / "mathjax" / "output" / "chtml" / "fonts").rglob("*.woff"))
+  for built in html.rglob("*.html"):
+    text = built.read_text()
+    remote = re.findall(r'<(?:script|link)[^>]*(?:src|href)="((?:https?:)?//[^"]*)"', text)
+    assert not remote, f"{built.relative_to(html)} loads {remote}"
+  api = (html / "api" / "jaxnll.html").read_text()
+  assert 'src="../_static/mathjax/tex-chtml.js"' in api

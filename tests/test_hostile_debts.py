@@ -160,6 +160,7 @@ EXPORTS = {
                            [S((B, 3), f32), S((B, 3), f32), S((B, 3), bl)]),
     "kl_div": (lambda x, t, m: jaxnll.kl_div(x, t, where=m, reduction="batchmean"),
                [S((B, 3), f32), S((B, 3), f32), S((B, 3), bl)]),
+    "KLDivLoss batchmean": (jaxnll.KLDivLoss("batchmean"), [S((B, 3), f32), S((B, 3), f32)]),
     "poisson_nll_loss": (lambda x, t, m: jaxnll.poisson_nll_loss(x, t, where=m, full=True),
                          [S((B, 3), f32), S((B, 3), f32), S((B, 3), bl)]),
     "gaussian_nll_loss": (lambda x, t, v, m: jaxnll.gaussian_nll_loss(x, t, v, where=m),
@@ -237,6 +238,13 @@ VALUE_DOORS = {
         lambda x, t: F.binary_cross_entropy_with_logits(x, t, reduction="none")),
     "MSELoss": (lambda x, t: jaxnll.MSELoss("none")(x, t), lambda x, t: F.mse_loss(x, t, reduction="none")),
     "losses.squared_error": (losses.squared_error, lambda x, t: (x - t) ** 2),
+    "margin_ranking_loss": (lambda x, t: jaxnll.margin_ranking_loss(x, -x, t, reduction="none"),
+                            lambda x, t: F.margin_ranking_loss(x, -x, t, reduction="none")),
+    "hinge_embedding_loss": (lambda x, t: jaxnll.hinge_embedding_loss(x, t, reduction="none"),
+                             lambda x, t: F.hinge_embedding_loss(x, t, reduction="none")),
+    "soft_margin_loss": (lambda x, t: jaxnll.soft_margin_loss(x * 1e-9, t, reduction="none"),
+                         lambda x, t: F.soft_margin_loss(x * 1e-9, t, reduction="none")),
+    "losses.hinge_loss": (losses.hinge_loss, lambda x, t: torch.clamp(1 - t * x, min=0)),
     "losses.l2_loss": (losses.l2_loss, lambda x, t: 0.5 * (x - t) ** 2),
 }
 
@@ -433,3 +441,71 @@ def test_loss_objects_take_torchs_positional_order():
     jaxnll.L1Loss(jnp.ones(3))
   with pytest.raises(TypeError):
     jaxnll.GaussianNLLLoss(True)  # keyword-only, as torch's
+
+
+
+# --------------------------------------------------------------------------
+# The second review of this round's changes
+
+
+def test_adaptive_predict_breaks_head_ties_on_the_raw_logits_as_torch():
+  module = torch.nn.AdaptiveLogSoftmaxWithLoss(1, 4, [2], div_value=1.0)
+  with torch.no_grad():
+    module.head.weight.copy_(torch.tensor([[0.0], [1e-8], [-5.0]]))
+  params = {k: jnp.asarray(t.detach().numpy()) for k, t in module.state_dict().items()}
+  x = np.ones((1, 1), np.float32)
+  ours = jaxnll.adaptive_predict(params, x, cutoffs=[2], div_value=1.0)
+  np.testing.assert_array_equal(ours, module.predict(torch.tensor(x)).numpy())
+
+
+def test_cosine_embedding_of_identical_vectors_is_exactly_zero_as_torch():
+  x = RNG.standard_normal((64, 5)).astype(np.float32)
+  y = np.ones(64, np.float32)
+  ours = jaxnll.cosine_embedding_loss(x, x, y, reduction="none")
+  ref = F.cosine_embedding_loss(torch.tensor(x), torch.tensor(x), torch.tensor(y), reduction="none").numpy()
+  np.testing.assert_array_equal(ours, ref)
+  assert np.all(np.asarray(ours) >= 0)
+
+
+def test_cosine_similarity_of_a_fully_masked_pair_is_optaxs():
+  a, b = jnp.array([[0.3, -0.2], [1.0, 2.0]]), jnp.array([[0.5, 0.1], [2.0, 1.0]])
+  mask = jnp.array([[False, False], [True, False]])
+  for name in ("cosine_similarity", "cosine_distance"):
+    np.testing.assert_allclose(getattr(losses, name)(a, b, where=mask), getattr(optax.losses, name)(a, b, where=mask),
+                               rtol=1e-12)
+    g = jax.grad(lambda x, name=name: jnp.sum(getattr(losses, name)(x, b, where=mask)))(a)
+    np.testing.assert_array_equal(g[0], 0.0)
+
+
+def test_softmax_object_is_torchs_formula():
+  x = RNG.standard_normal((50, 7)).astype(np.float32)
+  np.testing.assert_allclose(jaxnll.Softmax()(x), torch.softmax(torch.tensor(x), -1).numpy(), rtol=3e-7, atol=0)
+  np.testing.assert_array_equal(jaxnll.Softmax()(jnp.array([-jnp.inf, -jnp.inf])), [0.0, 0.0])
+
+
+@jax.numpy_dtype_promotion("standard")
+def test_training_reports_torchs_nan_for_smoothing_over_a_zero_normalizer():
+  loss = jaxnll.CrossEntropyLoss(jnp.array([1.0, -1.0, 0.0]), label_smoothing=0.1)
+  x, y = jnp.array([[1.0, 2.0, 3.0], [0.0, 0.0, 5.0]]), jnp.array([0, 1])
+  batch = {"inputs": x, "targets": y}
+  assert np.isnan(loss(x, y))
+  apply = lambda p, a: a * p
+  assert np.isnan(training.make_grad_fn(apply, loss)(jnp.float32(1.0), batch)[0])
+  metrics = training.make_eval_step(apply, loss)(jnp.float32(1.0), batch)
+  assert np.isnan(metrics["loss"]) and np.isnan(training.finalize_metrics(metrics, loss)["loss"])
+
+
+def test_checked_takes_static_keyword_options():
+  f = jaxnll.checked(jaxnll.cross_entropy)
+  x = jnp.zeros((2, 3))
+  np.testing.assert_allclose(f(x, jnp.array([0, 1]), reduction="sum", label_smoothing=0.1),
+                             jaxnll.cross_entropy(x, jnp.array([0, 1]), reduction="sum", label_smoothing=0.1))
+  with pytest.raises(IndexError, match="Target 5"):
+    f(x, jnp.array([0, 5]), reduction="sum")
+
+
+@pytest.mark.parametrize("name", ["cosine_similarity", "cosine_distance", "kl_divergence",
+                                  "kl_divergence_with_log_targets"])
+def test_optax_drop_ins_with_an_axis_refuse_dim_too(name):
+  with pytest.raises(TypeError, match="not torch's `dim=`"):
+    getattr(losses, name)(jnp.zeros((2, 3)), jnp.zeros((2, 3)), dim=1)

@@ -1,8 +1,9 @@
 """MathJax served from the built site itself, so the math renders offline.
 
 The MathJax 3 files come from the ``sphinx-mathjax-offline`` package (the
-``docs`` extra); only the combined TeX-to-CHTML component and its fonts are
-copied next to the pages (about 1.6 MB), and ``mathjax_path`` points at them.
+``docs`` extra); only the combined TeX-to-CHTML component, its fonts and the
+TeX packages it loads on demand are copied next to the pages (about 2 MB),
+and ``mathjax_path`` points at them.
 No page of the build loads anything from the network.
 """
 
@@ -16,7 +17,7 @@ from sphinx.errors import ExtensionError
 from sphinx.util.fileutil import copy_asset, copy_asset_file
 
 _FILES = ("tex-chtml.js",)
-_FOLDERS = ("output/chtml/fonts",)
+_FOLDERS = ("output/chtml/fonts", "input/tex/extensions")  # fonts, and TeX packages loaded on demand
 
 
 def _mathjax_source() -> Path:
