@@ -86,7 +86,7 @@ def main() -> None:
   p = _cli.parser(__doc__)
   p.add_argument("--steps", type=_cli.positive_int, default=60, help="training steps")
   p.add_argument("--data", type=_cli.positive_int, default=None,
-                 help="size of the data axis (default: devices / model)")
+                 help="size of the data axis; unset: the devices divided by --model")
   p.add_argument("--model", type=_cli.positive_int, default=2, help="size of the vocabulary (model) axis")
   p.add_argument("--lr", type=_cli.positive_float, default=3e-2, help="learning rate")
   args = p.parse_args()

@@ -14,6 +14,10 @@ from jaxnll._binary import multilabel_soft_margin_loss as multilabel_soft_margin
 from jaxnll._binary import sigmoid_focal_loss as sigmoid_focal_loss
 from jaxnll._cross_entropy import cross_entropy as cross_entropy
 from jaxnll._cross_entropy import nll_loss as nll_loss
+from jaxnll._ctc import CTCLoss as CTCLoss
+from jaxnll._ctc import ctc_error_rate as ctc_error_rate
+from jaxnll._ctc import ctc_greedy_decode as ctc_greedy_decode
+from jaxnll._ctc import ctc_loss as ctc_loss
 from jaxnll._divergence import kl_div as kl_div
 from jaxnll._embedding import CosineEmbeddingLoss as CosineEmbeddingLoss
 from jaxnll._embedding import TripletMarginLoss as TripletMarginLoss
@@ -64,6 +68,7 @@ __all__ = [
     "AdaptiveLogSoftmaxWithLoss",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "CTCLoss",
     "CosineEmbeddingLoss",
     "CrossEntropyLoss",
     "GaussianNLLLoss",
@@ -94,6 +99,9 @@ __all__ = [
     "checked",
     "cosine_embedding_loss",
     "cross_entropy",
+    "ctc_error_rate",
+    "ctc_greedy_decode",
+    "ctc_loss",
     "gaussian_nll_loss",
     "hinge_embedding_loss",
     "huber_loss",

@@ -57,7 +57,8 @@ def divide(loss_sum: jax.Array, normalizer: jax.Array, safe: bool, nan_on_zero: 
     # Over 0 the sum's cotangent is ±inf (NaN with nan_on_zero): a counted element
     # whose weight is 0 gets torch's NaN gradient (0 · inf), while elements that
     # are not counted keep their exact 0 (the kernels mask their gradients).
-    over_zero = (loss_sum * jnp.nan if nan_on_zero else loss_sum) / normalizer
+    scale = jnp.where(nonzero, jnp.ones_like(loss_sum), jnp.full_like(loss_sum, jnp.nan)) if nan_on_zero else 1.0
+    over_zero = loss_sum * scale / normalizer
     return jnp.where(nonzero, loss_sum / jnp.where(nonzero, normalizer, jnp.ones_like(normalizer)), over_zero)
   return jnp.where(
       nonzero,

@@ -246,6 +246,7 @@ def bounded_integers(name: str, values: Any, low: int, high: int, what: str) -> 
   y = jnp.asarray(values)
   dtype = np.dtype(y.dtype)
   bad = _outside(jnp, y, low, high)
+  run_time_check(bad, y, ValueError, f"`{name}` must be {what}, got {{}}.")
   lo = max(low, int(np.iinfo(dtype).min))
   hi = min(high, int(np.iinfo(dtype).max))
   return jnp.clip(y, jnp.asarray(lo, dtype), jnp.asarray(hi, dtype)).astype(jnp.int32), bad
@@ -278,6 +279,7 @@ def label_sequences(targets: Any, num_classes: int, blank: int, counted: Any) ->
     with jax.ensure_compile_time_eval():
       return ClassTargets(jnp.asarray(index), jnp.asarray(counted), jnp.asarray(out_of_range | is_blank))
   result = ClassTargets(index, counted, out_of_range | is_blank)
-  if _mode.value is not _OFF:
-    _emit_check(y, out_of_range)
+  _emit_check(y, out_of_range)
+  run_time_check(is_blank, y, ValueError, f"`targets` must not contain the blank label {blank} (within "
+                 "`target_lengths`), got {}.")
   return result

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxnll import _binary, _divergence, _embedding, _margin, _reduction, _regression
+from jaxnll import _binary, _ctc, _divergence, _embedding, _margin, _reduction, _regression
 from jaxnll import _loss_objects as lo
 from jaxnll._cross_entropy import cross_entropy, nll_loss
 from jaxnll._loss_base import LossObject
@@ -47,6 +47,7 @@ _OBJECT_FOR: dict[Callable[..., jax.Array], type] = {
     _embedding.cosine_embedding_loss: _embedding.CosineEmbeddingLoss,
     _embedding.triplet_margin_loss: _embedding.TripletMarginLoss,
     _embedding.triplet_margin_with_distance_loss: _embedding.TripletMarginWithDistanceLoss,
+    _ctc.ctc_loss: _ctc.CTCLoss,
 }
 
 
@@ -101,7 +102,9 @@ def loss_and_metrics(outputs: Any, batch: Batch, loss: LossLike) -> tuple[jax.Ar
     plus, where accuracy means something, ``correct``: argmax hits for class
     indices; ``logit > 0`` (``probability > 0.5`` for :class:`jaxnll.BCELoss`)
     per label against ``target > 0.5`` for the binary losses, where ``count``
-    counts labels. All exclude ignored and masked elements. Use with
+    counts labels; greedy-decoded sequence accuracy for :class:`jaxnll.CTCLoss`;
+    ``predict`` hits for the adaptive softmax; argmax hits for the multi-margin
+    loss. All exclude ignored and masked elements. Use with
     ``jax.value_and_grad(..., has_aux=True)`` or ``nnx.value_and_grad``.
   """
   obj = _training_loss(loss)

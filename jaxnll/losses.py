@@ -4,6 +4,8 @@ from jaxnll._optax_compat import softmax_cross_entropy as softmax_cross_entropy
 from jaxnll._optax_compat import (
     softmax_cross_entropy_with_integer_labels as softmax_cross_entropy_with_integer_labels,
 )
+from jaxnll._optax_ctc import ctc_loss as ctc_loss
+from jaxnll._optax_ctc import ctc_loss_with_forward_probs as ctc_loss_with_forward_probs
 from jaxnll._optax_elementwise import huber_loss as huber_loss
 from jaxnll._optax_elementwise import kl_divergence as kl_divergence
 from jaxnll._optax_elementwise import kl_divergence_with_log_targets as kl_divergence_with_log_targets
@@ -20,6 +22,8 @@ from jaxnll._optax_margin import triplet_margin_loss as triplet_margin_loss
 __all__ = [
     "cosine_distance",
     "cosine_similarity",
+    "ctc_loss",
+    "ctc_loss_with_forward_probs",
     "hinge_loss",
     "huber_loss",
     "kl_divergence",

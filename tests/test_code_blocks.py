@@ -61,7 +61,7 @@ def test_readme_reads_as_a_package_description():
     assert target.startswith("https://"), f"relative link {target!r} only works inside the repository"
   for unpublished in ("readthedocs", "github.com/jaxnll"):
     assert unpublished not in text, unpublished
-  assert "sphinx-build -W --keep-going -b html docs docs/_build/html" in text
+  assert ".venv/bin/sphinx-build -W --keep-going -b html docs docs/_build/html" in text
   # CI runs the README's test command verbatim.
   ci_command = (ROOT / ".ci" / "run").read_text().strip().splitlines()[-1]
   assert f"```bash\n{ci_command}\n```" in text

@@ -71,7 +71,7 @@ def _check_docstring_math_is_rendered(html: Path) -> None:
 
 
 def _check_guide_pages_are_built(html: Path) -> None:
-  for page in ("getting_started", "porting", "semantics", "training", "large_vocabularies", "scaling",
+  for page in ("getting_started", "porting", "semantics", "training", "ctc", "large_vocabularies", "scaling",
                "benchmarks", "changelog", "api/jaxnll", "api/losses", "api/training"):
     assert (html / f"{page}.html").is_file(), page
 

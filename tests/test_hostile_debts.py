@@ -509,3 +509,14 @@ def test_checked_takes_static_keyword_options():
 def test_optax_drop_ins_with_an_axis_refuse_dim_too(name):
   with pytest.raises(TypeError, match="not torch's `dim=`"):
     getattr(losses, name)(jnp.zeros((2, 3)), jnp.zeros((2, 3)), dim=1)
+
+
+@pytest.mark.parametrize("weight", [None, CE_W])
+def test_smoothed_mean_gradients_are_torchs(weight):
+  """The NaN-over-zero branch of the mean must not leak into the gradient of an ordinary batch."""
+  kw = {} if weight is None else {"weight": weight}
+  xt = _t(CE_X, True)
+  F.cross_entropy(xt, _t(CE_T), label_smoothing=0.1, **{k: _t(v) for k, v in kw.items()}).backward()
+  for loss in (lambda x: jaxnll.cross_entropy(x, CE_T, label_smoothing=0.1, **kw),
+               lambda x: jaxnll.CrossEntropyLoss(label_smoothing=0.1, **kw)(x, CE_T)):
+    np.testing.assert_allclose(jax.grad(loss)(jnp.asarray(CE_X)), xt.grad.numpy(), rtol=1e-10, atol=1e-14)
