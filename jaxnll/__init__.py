@@ -26,6 +26,7 @@ from jaxnll._embedding import cosine_embedding_loss as cosine_embedding_loss
 from jaxnll._embedding import pairwise_distance as pairwise_distance
 from jaxnll._embedding import triplet_margin_loss as triplet_margin_loss
 from jaxnll._embedding import triplet_margin_with_distance_loss as triplet_margin_with_distance_loss
+from jaxnll._linear_cross_entropy import LinearCrossEntropyLoss as LinearCrossEntropyLoss
 from jaxnll._linear_cross_entropy import linear_cross_entropy as linear_cross_entropy
 from jaxnll._log_softmax import LogSoftmax as LogSoftmax
 from jaxnll._log_softmax import Softmax as Softmax
@@ -76,6 +77,7 @@ __all__ = [
     "HuberLoss",
     "KLDivLoss",
     "L1Loss",
+    "LinearCrossEntropyLoss",
     "LogSoftmax",
     "MSELoss",
     "MarginRankingLoss",

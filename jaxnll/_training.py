@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnll import _binary, _ctc, _divergence, _embedding, _margin, _reduction, _regression
+from jaxnll import _linear_cross_entropy as _lce
 from jaxnll import _loss_objects as lo
 from jaxnll._cross_entropy import cross_entropy, nll_loss
 from jaxnll._loss_base import LossObject
@@ -48,6 +49,7 @@ _OBJECT_FOR: dict[Callable[..., jax.Array], type] = {
     _embedding.triplet_margin_loss: _embedding.TripletMarginLoss,
     _embedding.triplet_margin_with_distance_loss: _embedding.TripletMarginWithDistanceLoss,
     _ctc.ctc_loss: _ctc.CTCLoss,
+    _lce.linear_cross_entropy: _lce.LinearCrossEntropyLoss,
 }
 
 

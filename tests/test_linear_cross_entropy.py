@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -10,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxnll
 from jaxnll import _linear_cross_entropy as lce
+from jaxnll._linear_cross_entropy import LinearCrossEntropyLoss
 
 TOL = {np.float32: dict(rtol=5e-5, atol=5e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
@@ -36,15 +38,14 @@ def _materialized(h, w_cls, y, *, bias=None, **opts):
 
 
 def _value_and_grads(fn, h, w_cls, b, weight, y, **opts):
-  """Loss and gradients w.r.t. embeddings, classifier, bias and class weights."""
+  """Loss and gradients w.r.t. embeddings, classifier, bias and class weights (traced, not compiled)."""
 
   def total(h_, w_, b_, wt_):
     out = fn(h_, w_, y, bias=b_, weight=wt_, **opts)
     return jnp.sum(out), out
 
-  (_, out), grads = jax.jit(jax.value_and_grad(total, argnums=(0, 1, 2, 3), has_aux=True))(
-      jnp.asarray(h), jnp.asarray(w_cls), jnp.asarray(b), jnp.asarray(weight))
-  return [np.asarray(out)] + [np.asarray(g) for g in grads]
+  (_, out), grads = jax.value_and_grad(total, argnums=(0, 1, 2, 3), has_aux=True)(h, w_cls, b, weight)
+  return [out, *grads]
 
 
 @st.composite
@@ -61,34 +62,50 @@ def configs(draw):
       z_loss=draw(st.sampled_from([0.0, 1e-3])),
       softcap=draw(st.sampled_from([None, 2.0, 30.0])),
   )
-  if draw(st.booleans()):
+  if draw(st.booleans()):  # class probabilities (some exactly 0), which take no ignore_index
+    t = rng.uniform(size=(*lead, v)) * (rng.uniform(size=(*lead, v)) < 0.8)
+    y = (t / np.maximum(t.sum(-1, keepdims=True), 1e-9)).astype(dtype)
+  elif draw(st.booleans()):
     opts["ignore_index"] = draw(st.sampled_from([0, v - 1]))
     y = np.where(y == -100, opts["ignore_index"], y)
   if draw(st.booleans()):
     opts["where"] = rng.uniform(size=lead) < 0.7
   weight = rng.uniform(0.2, 3.0, v).astype(dtype) if draw(st.booleans()) else np.ones(v, dtype)
   block = draw(st.sampled_from([None, 1, 7, 16, 1000]))
-  chunk = draw(st.sampled_from([None, 3 * d, 5 * d]))  # backward token tiles, in elements
+  chunk = draw(st.sampled_from([None, 3, 5]))  # tokens per tile (backward; eager gradients)
   return h, w_cls, b, weight, y, opts, block, chunk
 
 
 @contextlib.contextmanager
-def _token_tiles(elements):
-  """Sets the backward's token-tile budget (``None``: the default) inside the block."""
-  default = lce._CHUNK_ELEMENTS
-  lce._CHUNK_ELEMENTS = default if elements is None else elements
+def _token_tiles(tokens, dim=None, vocab=None):
+  """Tiles of ``tokens`` tokens (``None``: the default budgets) inside the block, for
+  the streaming backward (``[tokens, D]``) and the eager gradients (``[tokens, V]``; any
+  vocabulary up to ``vocab``) alike. Read when tracing."""
+  defaults = lce._CHUNK_ELEMENTS, lce._EAGER_ELEMENTS
+  if tokens is not None:
+    lce._CHUNK_ELEMENTS = tokens * (dim or 1)
+    lce._EAGER_ELEMENTS = tokens * (vocab or 1)
   try:
     yield
   finally:
-    lce._CHUNK_ELEMENTS = default
+    lce._CHUNK_ELEMENTS, lce._EAGER_ELEMENTS = defaults
 
 
+# Every example compiles a new program (its options are static): half the profile's
+# count (30 by default); JAXNLL_HYPOTHESIS_EXAMPLES scales it up.
+@settings(max_examples=max(10, settings.default.max_examples // 2))
 @given(configs())
 def test_matches_cross_entropy_on_materialized_logits(cfg):
   h, w_cls, b, weight, y, opts, block, chunk = cfg
-  with _token_tiles(chunk):
-    ours = _value_and_grads(lce.linear_cross_entropy, h, w_cls, b, weight, y, block_size=block, **opts)
-  ref = _value_and_grads(_materialized, h, w_cls, b, weight, y, **opts)
+
+  # Both in one compiled program: one compilation per example, not two.
+  @jax.jit
+  def both(*arrays):
+    return (_value_and_grads(lce.linear_cross_entropy, *arrays, y, block_size=block, **opts),
+            _value_and_grads(_materialized, *arrays, y, **opts))
+
+  with _token_tiles(chunk, *w_cls.shape[::-1]):
+    ours, ref = both(*(jnp.asarray(a) for a in (h, w_cls, b, weight)))
   for name, a, r in zip(("loss", "d_embeddings", "d_classifier", "d_bias", "d_weight"), ours, ref,
                         strict=True):
     np.testing.assert_allclose(a, r, equal_nan=True, err_msg=name, **TOL[h.dtype.type])
@@ -137,7 +154,7 @@ def test_jit_vmap_and_unbatched():
   rng = np.random.default_rng(1)
   h, w_cls, b, y = _problem(rng, (4, 10), 6, 50, np.float64, drop=0.0)
   fn = lambda h_, y_: jaxnll.linear_cross_entropy(h_, w_cls, y_, bias=b, block_size=16)
-  batched = jax.vmap(fn)(h, y)
+  batched = jax.jit(jax.vmap(fn))(h, y)
   looped = np.stack([jax.jit(fn)(h[i], y[i]) for i in range(4)])
   np.testing.assert_allclose(batched, looped, rtol=1e-12)
   np.testing.assert_allclose(fn(h[0], y[0]), looped[0], rtol=1e-12)  # eager
@@ -202,7 +219,8 @@ def test_out_of_range_targets():
         (dict(weight=np.ones(3)), ValueError, r"`weight` must have shape \(9,\)"),
         (dict(block_size=0), ValueError, r"`block_size` must be None or a positive int, got 0"),
         (dict(embeddings=np.ones((3, 4), np.int32)), TypeError, "`embeddings` must have a floating dtype"),
-        (dict(targets=np.zeros(3)), TypeError, "`targets` must have an integer dtype"),
+        (dict(targets=np.zeros(3, bool)), TypeError, "`targets` must have an integer dtype"),
+        (dict(targets=np.zeros(3)), ValueError, r"float64 targets are class probabilities, expected shape \(3, 9\)"),
         (dict(reduction="avg"), ValueError, "`reduction` must be one of"),
         (dict(softcap=-1.0), ValueError, "`softcap` must be None or a finite float > 0"),
         (dict(where=np.ones((2,), bool)), ValueError, r"`where` of shape \(2,\) does not broadcast"),
@@ -239,3 +257,267 @@ def test_compiled_temporary_memory_stays_at_block_size():
   logits_bytes = n * v * 4
   assert materialized >= logits_bytes
   assert fused <= 4 * n * 256 * 4 + 2 * n * d * 4, (fused, materialized)
+
+
+# --------------------------------------------------------------------------
+# torch 2.13's F.linear_cross_entropy and nn.LinearCrossEntropyLoss, for real.
+
+V_T, D_T = 11, 6
+
+
+def _torch_case(rng, dtype, probs):
+  h, w_cls, b, y = _problem(rng, (9,), D_T, V_T, dtype)
+  weight = rng.uniform(0.5, 2.0, V_T).astype(dtype)
+  if probs:
+    t = rng.uniform(size=(9, V_T)).astype(dtype) * (rng.uniform(size=(9, V_T)) < 0.7)
+    y = (t / np.maximum(t.sum(-1, keepdims=True), 1e-9)).astype(dtype)
+  return h, w_cls, b, weight, y
+
+
+def _torch_lce(h, w_cls, b, weight, y, options, **opts):
+  """torch's value and gradients (embeddings, classifier, bias), with or without its chunked path."""
+  ht, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (h, w_cls, b))
+  with warnings.catch_warnings():
+    # Outside its chunked path's support (smoothing, probabilities) torch warns and falls back.
+    warnings.filterwarnings("ignore", message=".*options.*ignored")
+    out = F.linear_cross_entropy(ht, wt, torch.from_numpy(y), linear_bias=bt, weight=torch.from_numpy(weight),
+                                 options=options, **opts)
+  out.sum().backward()
+  return [out.detach().numpy(), ht.grad.numpy(), wt.grad.numpy(), bt.grad.numpy()]
+
+
+def _torch_blocks(dtype_name, eps):
+  """Strategies checked against torch: eager gradients (None) and streaming blocks of 4 in
+  float64 (both only with smoothing); one of them per smoothing in float32."""
+  if dtype_name == "float64":
+    return (None, 4) if eps > 0 else (None,)
+  return ((None, 4)[eps > 0],)
+
+
+@pytest.mark.parametrize("probs", [False, True], ids=["indices", "probabilities"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_matches_torch_linear_cross_entropy(reduction, probs):
+  rng = np.random.default_rng(20)
+  cases = {dt: _torch_case(rng, dt, probs) for dt in (np.float64, np.float32)}
+  smoothing = (0.0, 0.15)
+
+  # Every dtype, smoothing and path (eager gradients, streaming blocks) in one compiled program.
+  @jax.jit
+  def ours(arrays):
+    out = {}
+    for dt, (h, w_cls, b, weight, y) in arrays.items():
+      for eps in smoothing:
+        for block in _torch_blocks(dt, eps):
+          def total(h_, w_, b_, eps=eps, block=block, weight=weight, y=y):
+            loss = jaxnll.linear_cross_entropy(h_, w_, y, linear_bias=b_, weight=weight, reduction=reduction,
+                                               label_smoothing=eps, block_size=block)
+            return jnp.sum(loss), loss
+          (_, loss), grads = jax.value_and_grad(total, argnums=(0, 1, 2), has_aux=True)(h, w_cls, b)
+          out[dt, eps, str(block)] = [loss, *grads]
+    return out
+
+  got = ours({dt.__name__: c for dt, c in cases.items()})
+  for dt, case in cases.items():
+    tol = dict(rtol=1e-10, atol=1e-12) if dt == np.float64 else dict(rtol=2e-5, atol=2e-6)
+    for eps in smoothing:
+      for options in (None, torch.nn.LinearCrossEntropyOptions()):
+        ref = _torch_lce(*case, options, reduction=reduction, label_smoothing=eps)
+        for block in _torch_blocks(dt.__name__, eps):
+          names = ("loss", "d_input", "d_linear_weight", "d_linear_bias")
+          for name, a, r in zip(names, got[dt.__name__, eps, str(block)], ref, strict=True):
+            np.testing.assert_allclose(a, r, err_msg=f"{name} {dt.__name__} eps={eps} block={block} {options}",
+                                       **tol)
+
+
+def test_torch_unbatched_ignore_index_and_bias_spelling():
+  rng = np.random.default_rng(21)
+  h, w_cls, b, weight, y = _torch_case(rng, np.float64, False)
+  _, _, _, _, t = _torch_case(rng, np.float64, True)
+  y = np.where(y == -100, 3, y)
+  T = lambda a: torch.from_numpy(np.asarray(a).copy())
+  # One token: input (D,) with a scalar class index, or (V,) probabilities.
+  for target in (y[0], t[0]):
+    ref = F.linear_cross_entropy(T(h[0]), T(w_cls), T(target), linear_bias=T(b), weight=T(weight))
+    np.testing.assert_allclose(
+        jaxnll.linear_cross_entropy(h[0], w_cls, target, linear_bias=b, weight=weight), ref.numpy(), rtol=1e-12)
+  # ignore_index: None (torch's default) is -100 for class indices; a valid class drops out.
+  for ii in (None, -100, 3):
+    kw = {} if ii is None else dict(ignore_index=ii)
+    ys = np.where(np.arange(9) % 3 == 0, -100 if ii is None else ii, y)
+    ref = F.linear_cross_entropy(T(h), T(w_cls), T(ys), **kw).numpy()
+    np.testing.assert_allclose(jaxnll.linear_cross_entropy(h, w_cls, ys, **kw), ref, rtol=1e-12)
+  np.testing.assert_allclose(jaxnll.linear_cross_entropy(h, w_cls, y, bias=b),
+                             jaxnll.linear_cross_entropy(h, w_cls, y, linear_bias=b), rtol=0)
+  with pytest.raises(TypeError, match="both `bias` and `linear_bias`"):
+    jaxnll.linear_cross_entropy(h, w_cls, y, bias=b, linear_bias=b)
+  # Probabilities take no ignore_index at all, as in torch (which raises RuntimeError).
+  for ii in (-100, 0):
+    with pytest.raises(RuntimeError, match="ignore_index cannot be specified"):
+      F.linear_cross_entropy(T(h), T(w_cls), T(t), ignore_index=ii)
+    with pytest.raises(ValueError, match="`ignore_index` cannot be specified when `targets` holds class prob"):
+      jaxnll.linear_cross_entropy(h, w_cls, t, ignore_index=ii)
+
+
+# Every reduction, each with one strategy: eager gradients (None) or streaming blocks of 3 (a partial block).
+STRATEGIES = [("mean", None), ("sum", 3), ("safe_mean", None), ("none", 3)]
+
+
+def test_probability_targets_with_every_option_match_materialized_cross_entropy():
+  rng = np.random.default_rng(22)
+  h, w_cls, b, weight, t = _torch_case(rng, np.float64, True)
+  b[-2:] = -np.inf  # masked classes, with probability 0 there
+  t[:, -2:] = 0.0
+  where = rng.uniform(size=9) < 0.7
+  h[~where] = 1e3  # masked tokens contribute nothing (NaN would, to the classifier's gradient: 0 * NaN)
+
+  @jax.jit
+  def both(h, w_cls, b, weight, t):
+    out = {}
+    for red, block in STRATEGIES:
+      opts = dict(label_smoothing=0.1, z_loss=1e-3, softcap=5.0, where=where, reduction=red)
+      f = lambda h_, w_, b_, wt_, t_, block=block, opts=opts: jnp.sum(jaxnll.linear_cross_entropy(
+          h_, w_, t_, bias=b_, weight=wt_, block_size=block, **opts))
+      g = lambda h_, w_, b_, wt_, t_, opts=opts: jnp.sum(jaxnll.cross_entropy(
+          jnp.where(where[:, None], h_, 0.0) @ w_.T + b_[None, :], t_, weight=wt_, **opts))
+      for name, fn in (("fused", f), ("ref", g)):
+        out[red, name] = jax.value_and_grad(fn, argnums=(0, 1, 2, 3, 4))(h, w_cls, b, weight, t)
+    return out
+
+  out = both(h, w_cls, b, weight, t)
+  for red, block in STRATEGIES:
+    (val, grads), (ref_v, ref_g) = out[red, "fused"], out[red, "ref"]
+    np.testing.assert_allclose(val, ref_v, rtol=1e-10, err_msg=f"{red} {block}")
+    for i, (a, r) in enumerate(zip(grads, ref_g, strict=True)):
+      r = np.where(where[:, None], r, 0.0) if i == 0 else r  # the reference's mask is outside the matmul
+      np.testing.assert_allclose(a, r, rtol=1e-9, atol=1e-12, err_msg=f"{red} {block} arg {i}")
+    assert np.all(np.asarray(grads[0])[~where] == 0) and np.all(np.asarray(grads[4])[~where] == 0)
+
+
+def test_eager_gradients_keep_nan_rules_zero_rows_and_forward_over_reverse():
+  # 'mean' with the default block: gradients formed in the forward pass, in tiles of 4 tokens.
+  rng = np.random.default_rng(23)
+  h, w_cls, b, y = _problem(rng, (10,), 5, 13, np.float64, drop=0.0)
+  y[[1, 6]] = -100
+  h[1] = 1e3  # an ignored token's embeddings reach nothing
+  h_clean = h.copy()
+  h_clean[1] = 0.0
+
+  def fused(h_, w_, b_, y_):
+    return jaxnll.linear_cross_entropy(h_, w_, y_, bias=b_, label_smoothing=0.1, z_loss=1e-3)
+
+  def ref(h_, w_, b_, y_):
+    return _materialized(h_, w_, y_, bias=b_, label_smoothing=0.1, z_loss=1e-3)
+
+  @jax.jit
+  def run(h, h_clean, w_cls, b, y, y_bad):
+    grads = lambda f, h_, y_: jax.value_and_grad(f, argnums=(0, 1, 2))(h_, w_cls, b, y_)
+    hess = lambda f: jax.hessian(lambda a: f(a, w_cls, b, y))(h_clean)
+    return dict(ours=grads(fused, h, y), ref=grads(ref, h_clean, y), bad=grads(fused, h_clean, y_bad),
+                hess=hess(fused), ref_hess=hess(ref))
+
+  y_bad = y.copy()
+  y_bad[3] = 13  # out of range under jit: NaN loss and a NaN gradient row
+  with _token_tiles(4, 5, 13):
+    r = run(*(jnp.asarray(a) for a in (h, h_clean, w_cls, b, y, y_bad)))
+  (loss, grads), (ref_loss, ref_grads) = r["ours"], r["ref"]
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+  for g, rg in zip(grads, ref_grads, strict=True):
+    np.testing.assert_allclose(g, rg, rtol=1e-10, atol=1e-13)
+  assert np.all(np.asarray(grads[0])[[1, 6]] == 0)
+  np.testing.assert_allclose(r["hess"], r["ref_hess"], rtol=1e-9, atol=1e-12)
+  bad_loss, (gh, *_) = r["bad"]
+  assert np.isnan(bad_loss) and np.all(np.isnan(np.asarray(gh)[3]))
+  assert np.all(np.isfinite(np.delete(np.asarray(gh), 3, axis=0)))
+
+
+def test_shape_polymorphic_export_with_every_option():
+  (n,) = jax.export.symbolic_shape("b")
+  rng = np.random.default_rng(24)
+  v, d = 40, 6
+  w_cls, b, wt = (jnp.asarray(a) for a in (rng.standard_normal((v, d)), rng.standard_normal(v), rng.uniform(0.5, 2, v)))
+
+  # Every reduction and both strategies (a symbolic token count streams; block 16 has a partial block).
+  variants = [("mean", None), ("sum", 16), ("safe_mean", None), ("none", 16)]
+
+  def losses(h, y, t, mask):
+    out = []
+    for i, (red, block) in enumerate(variants):
+      kw = dict(bias=b, weight=wt, reduction=red, label_smoothing=0.1, z_loss=1e-3, softcap=20.0,
+                block_size=block, where=mask)
+      targets = dict(targets=t) if i % 2 else dict(targets=y, ignore_index=3)
+      out.append(jnp.sum(jaxnll.linear_cross_entropy(h, w_cls, **targets, **kw)))
+    return jnp.stack(out)
+
+  specs = (jax.ShapeDtypeStruct((n, d), jnp.float64), jax.ShapeDtypeStruct((n,), jnp.int32),
+           jax.ShapeDtypeStruct((n, v), jnp.float64), jax.ShapeDtypeStruct((n,), jnp.bool_))
+  args = (jnp.asarray(rng.standard_normal((7, d))), jnp.array([0, 39, 3, 4, 3, 17, 8], jnp.int32),
+          jax.nn.softmax(jnp.asarray(rng.standard_normal((7, v)))), jnp.array([1, 1, 1, 0, 1, 1, 0], bool))
+  for f in (losses, jax.grad(lambda *a: jnp.sum(losses(*a)), argnums=(0, 2))):
+    exported = jax.export.export(jax.jit(f))(*specs)
+    jax.tree.map(lambda a, r: np.testing.assert_allclose(a, r, rtol=1e-10, atol=1e-12),
+                 exported.call(*args), jax.jit(f)(*args))
+
+
+# --------------------------------------------------------------------------
+# LinearCrossEntropyLoss.
+
+
+def test_loss_object_matches_torch_module_and_accumulates_exactly():
+  rng = np.random.default_rng(25)
+  h, _, _, weight, y = _torch_case(rng, np.float64, False)
+  torch.manual_seed(0)
+  module = torch.nn.LinearCrossEntropyLoss(D_T, V_T, bias=True, dtype=torch.float64, weight=torch.from_numpy(weight),
+                                           label_smoothing=0.1)
+  W, B = (p.detach().numpy() for p in (module.linear.weight, module.linear.bias))
+  ref = module(torch.from_numpy(h), torch.from_numpy(y)).detach().numpy()
+  loss = LinearCrossEntropyLoss(D_T, V_T, bias=True, weight=weight, label_smoothing=0.1)
+
+  @jax.jit
+  def run(loss, h, W, B):
+    halves = [loss.sum_and_normalizer(h[s], W, y[s], linear_bias=B) for s in (slice(0, 4), slice(4, None))]
+    terms = loss.terms(h, W, y, linear_bias=B)
+    batch = loss.batch_terms((h, W, B), {"targets": y})
+    return dict(value=loss(h, W, y, linear_bias=B), halves=halves, terms=terms, batch=batch,
+                grad=jax.grad(lambda W_: loss(h, W_, y, linear_bias=B))(W))
+
+  r = run(loss, h, W, B)
+  np.testing.assert_allclose(r["value"], ref, rtol=1e-12)
+  (s1, n1), (s2, n2) = r["halves"]
+  np.testing.assert_allclose((s1 + s2) / (n1 + n2), ref, rtol=1e-12)
+  terms, batch = r["terms"], r["batch"]
+  assert terms.per_element.shape == (9,) and batch.per_element.shape == (1,)
+  np.testing.assert_allclose(jnp.sum(terms.per_element) / jnp.sum(terms.normalizer), ref, rtol=1e-12)
+  np.testing.assert_allclose(batch.per_element[0] / batch.normalizer[0], ref, rtol=1e-12)
+  np.testing.assert_array_equal(batch.counted, y != -100)
+  module(torch.from_numpy(h), torch.from_numpy(y)).backward()
+  np.testing.assert_allclose(r["grad"], module.linear.weight.grad.numpy(), rtol=1e-10, atol=1e-13)
+  # A new object with the same static options is the same pytree structure: no retrace.
+  same = LinearCrossEntropyLoss(D_T, V_T, bias=True, weight=2 * weight, label_smoothing=0.1)
+  assert jax.tree.structure(same) == jax.tree.structure(loss)
+  assert run._cache_size() == 1 and (run(same, h, W, B), run._cache_size())[1] == 1
+
+
+def test_loss_object_constructor_init_and_errors():
+  loss = LinearCrossEntropyLoss(6, 11, bias=True, reduction="sum", z_loss=1e-4, block_size=64)
+  params = loss.init(jax.random.key(0))
+  assert params["weight"].shape == (11, 6) and params["bias"].shape == (11,)
+  assert float(jnp.max(jnp.abs(params["weight"]))) <= 1 / np.sqrt(6)
+  assert set(LinearCrossEntropyLoss(6, 11).init(jax.random.key(1))) == {"weight"}
+  h, y = jnp.ones((3, 6)), jnp.array([0, 1, 2])
+  with pytest.raises(ValueError, match=r"`linear_weight` must have shape \(num_classes, in_features\) = \(11, 6\)"):
+    loss(h, jnp.ones((10, 6)), y)
+  with pytest.raises(TypeError, match=r"`apply_fn` must return \(hidden, classifier\)"):
+    loss.batch_terms(h, {"targets": y})
+  for kwargs, error, match in [
+      (dict(in_features=0), TypeError, "`in_features` must be None or a positive int"),
+      (dict(reduction="avg"), ValueError, "`reduction` must be one of"),
+      (dict(label_smoothing=2.0), ValueError, r"`label_smoothing` must be in \[0, 1\]"),
+      (dict(weight=np.ones(3), num_classes=4), ValueError, r"`weight` must have shape \(4,\)"),
+      (dict(block_size=0), ValueError, "`block_size` must be None or a positive int"),
+      (dict(bias="yes"), TypeError, "`bias` must be a bool"),
+      (dict(batch_axis=0), TypeError, "`batch_axis` must be None, a mesh axis name"),
+  ]:
+    with pytest.raises(error, match=match):
+      LinearCrossEntropyLoss(**kwargs)
+  with pytest.raises(ValueError, match="`init` needs `in_features` and `num_classes`"):
+    LinearCrossEntropyLoss().init(jax.random.key(0))
