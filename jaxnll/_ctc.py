@@ -252,10 +252,10 @@ def _padded_targets(targets: Any, target_lengths: Any, batch: int, unbatched: bo
       return padded, lengths, bad
   else:
     width = total
-    ends = jnp.cumsum(lengths)
+    ends = jnp.cumsum(lengths)  # type: ignore[assignment]
     index = jnp.minimum((ends - lengths)[:, None] + jnp.arange(width, dtype=jnp.int32)[None, :], max(total - 1, 0))
     past = ends > total
-    run_time_check(past, ends, ValueError, f"`target_lengths` sum past the {total} concatenated `targets`: "
+    run_time_check(past, ends, ValueError, f"`target_lengths` sum past the {total} concatenated `targets`: "  # type: ignore[arg-type]
                    "to {}.")
     bad = bad | past
   y = jnp.asarray(targets)

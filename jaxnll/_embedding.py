@@ -135,10 +135,10 @@ def _triplet_inputs(anchor, positive, negative, where, loss: str):
                  (("anchor", anchor), ("positive", positive), ("negative", negative)))
   full = _broadcast_inputs(("anchor", "positive", "negative"), arrays, loss)
   shape = full[:-1]
-  e, arrays = masked_elements(dict(zip(("anchor", "positive", "negative"), arrays, strict=True)), shape, where,
+  e, arrays = masked_elements(dict(zip(("anchor", "positive", "negative"), arrays, strict=True)), shape, where,  # type: ignore[assignment]
                               "the loss's shape (the inputs' without their last axis)")
   if e.counted is not None:
-    arrays = [_rows_safe(e, a, full) for a in arrays]
+    arrays = [_rows_safe(e, a, full) for a in arrays]  # type: ignore[assignment]
   return e, arrays, shape
 
 
@@ -222,7 +222,7 @@ def cosine_embedding_loss(
     >>> import jax.numpy as jnp, jaxnll
     >>> x1, x2 = jnp.array([[1.0, 0.0], [1.0, 1.0]]), jnp.array([[0.0, 1.0], [1.0, 0.0]])
     >>> jaxnll.cosine_embedding_loss(x1, x2, jnp.array([1, -1]), reduction="none")
-    Array([1.       , 0.7071067], dtype=float32)
+    Array([1.        , 0.70710677], dtype=float32)
   """
   red = v.check_reduction(reduction)
   t = cosine_embedding_loss_terms(input1, input2, target, margin=margin, where=where)
@@ -468,7 +468,7 @@ class TripletMarginWithDistanceLoss(_Triplet):
     >>> import jax.numpy as jnp, jaxnll
     >>> a, p, n = jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0]]), jnp.array([[1.0, 0.0]])
     >>> jaxnll.TripletMarginWithDistanceLoss(margin=0.5)(a, p, n)
-    Array(4.5, dtype=float32)
+    Array(4.4999995, dtype=float32)
   """
 
   _: dataclasses.KW_ONLY

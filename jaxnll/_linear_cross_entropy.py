@@ -395,7 +395,7 @@ def _tile_weight_grads(x, rows: _Rows, factors: _Block, w_blk, opts, need_w, nee
       return None, None
     return jnp.dot(rows.smooth, jnp.where(rows.keep[:, None], x, zero), precision=lax.Precision.HIGHEST), None
   neg = _neg_log_probs(x, rows, factors)
-  dw = jnp.sum(rows.smooth[:, None] * _zero_safe_product(factors.smoothed, neg), axis=0) if need_w else None
+  dw = jnp.sum(rows.smooth[:, None] * _zero_safe_product(factors.smoothed, neg), axis=0) if need_w else None  # type: ignore[arg-type]
   dt = rows.smooth[:, None] * _zero_safe_product((1.0 - opts.eps) * w_blk[None, :], neg) if need_t else None
   return dw, dt
 

@@ -74,7 +74,7 @@ def register(*leaves: str) -> Callable[[type[T]], type[T]]:
 
 
 def _refuse_dim_in_init(cls: type) -> None:
-  init = cls.__init__
+  init = cls.__init__  # type: ignore[misc]
 
   @functools.wraps(init)
   def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
@@ -106,8 +106,8 @@ class LossObject:
   # Whether a mean over a zero normalizer is NaN whatever the sum (see LossTerms.nan_on_zero).
   nan_on_zero = False
 
-  def terms(self, *arrays: Any, where: Any = None) -> LossTerms:
-    raise NotImplementedError
+  # Each loss defines ``terms(<its arrays>, *, where=None) -> LossTerms``.
+  terms: Callable[..., LossTerms]
 
   def __call__(self, *arrays: Any, where: jax.typing.ArrayLike | None = None) -> jax.Array:
     """The loss, reduced by ``self.reduction``."""

@@ -108,7 +108,7 @@ def class_margins(x: jax.Array, classes: jax.Array, margin: jax.typing.ArrayLike
   """``(margin - x[y] + x, onehot(y))`` for scores ``x`` (``(..., C)``) and class indices ``y`` (``(...)``)."""
   onehot = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1) == classes[..., None]
   x_y = jnp.take_along_axis(x, classes[..., None], axis=-1)
-  return margin - x_y + x, onehot
+  return margin - x_y + x, onehot  # type: ignore[return-value]
 
 
 def multi_margin(x: jax.Array, classes: jax.Array, p: int, margin: float, weight: jax.Array | None) -> jax.Array:

@@ -270,7 +270,7 @@ def label_sequences(targets: Any, num_classes: int, blank: int, counted: Any) ->
   is_blank = is_blank & counted
   if not traced:
     if out_of_range.any():
-      raise IndexError(_MESSAGE.format(y[out_of_range].flat[0]))
+      raise IndexError(_MESSAGE.format(y[out_of_range].flat[0]))  # type: ignore[union-attr]
     if is_blank.any():
       raise ValueError(
           f"`targets` must not contain the blank label {blank} (within `target_lengths`), got {blank} at "
@@ -279,7 +279,7 @@ def label_sequences(targets: Any, num_classes: int, blank: int, counted: Any) ->
     with jax.ensure_compile_time_eval():
       return ClassTargets(jnp.asarray(index), jnp.asarray(counted), jnp.asarray(out_of_range | is_blank))
   result = ClassTargets(index, counted, out_of_range | is_blank)
-  _emit_check(y, out_of_range)
-  run_time_check(is_blank, y, ValueError, f"`targets` must not contain the blank label {blank} (within "
+  _emit_check(y, out_of_range)  # type: ignore[arg-type]
+  run_time_check(is_blank, y, ValueError, f"`targets` must not contain the blank label {blank} (within "  # type: ignore[arg-type]
                  "`target_lengths`), got {}.")
   return result

@@ -13,6 +13,11 @@ ROW_NAMES = [
     "weight+ignore+smoothing [4096, 32000]",
     "compile time value_and_grad [4096, 32000]",
     "linear_cross_entropy [2048, 512, 32768]",
+    "[32, 40, 1024] float32 axis=1 (N, C, L)",
+    "[2, 8, 32, 64, 64] float32 axis=1 (N, C, D, H, W)",
+    "[8, 21, 128, 128] axis=1, no ignored targets",
+    "per-example grads vmap(grad) [2048, 1000]",
+    "linear_cross_entropy [4096, 1024, 50257]",
 ]
 
 
@@ -30,3 +35,4 @@ def test_bench_sweep_quick():
   assert "jaxnll bf16 / jaxnll f32" in out
   assert "/ jaxnll cross_entropy" in out
   assert "temp MiB: fused" in out
+  assert "at start" in out and "at end" in out and "load average" in out  # printed for the quiet-machine check
