@@ -12,7 +12,7 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 settings.register_profile(
     "default",
     deadline=None,
-    max_examples=int(os.environ.get("JAXNLL_HYPOTHESIS_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("JAXNLL_HYPOTHESIS_EXAMPLES", "30")),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
 )
