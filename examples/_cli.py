@@ -14,24 +14,23 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
   return argparse.ArgumentParser(description=doc, formatter_class=HelpFormatter)
 
 
-def positive_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-  return value
+def int_at_least(low: int):
+  """An argparse type: a whole number of at least ``low``."""
+
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < low:
+      raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+    return value
+
+  return parse
 
 
-def nonnegative_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-  return value
+positive_int = int_at_least(1)
+nonnegative_int = int_at_least(0)
 
 
 def positive_float(text: str) -> float:

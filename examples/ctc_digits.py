@@ -15,6 +15,7 @@ import argparse
 import sys
 import time
 
+import _cli
 import numpy as np
 from _data import load_bundled
 
@@ -25,37 +26,13 @@ FRAMES = WIDTH // STRIDE
 BLANK = 0  # labels are digit + 1
 
 
-def _int_at_least(low: int):
-  def parse(text: str) -> int:
-    try:
-      value = int(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < low:
-      raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-    return value
-
-  return parse
-
-
-def _positive_float(text: str) -> float:
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-  if not (np.isfinite(value) and value > 0):
-    raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
-  return value
-
-
 def make_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-  p.add_argument("--steps", type=_int_at_least(1), default=1200, help="training steps")
-  p.add_argument("--batch-size", type=_int_at_least(1), default=32, help="strips per training step")
-  p.add_argument("--lr", type=_positive_float, default=3e-3, help="peak Adam learning rate (cosine decay)")
-  p.add_argument("--test-strips", type=_int_at_least(1), default=1000, help="held-out strips to evaluate on")
-  p.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed for strips and weights")
+  p = _cli.parser(__doc__.split("\n\n")[0])
+  p.add_argument("--steps", type=_cli.positive_int, default=1200, help="training steps")
+  p.add_argument("--batch-size", type=_cli.positive_int, default=32, help="strips per training step")
+  p.add_argument("--lr", type=_cli.positive_float, default=3e-3, help="peak Adam learning rate (cosine decay)")
+  p.add_argument("--test-strips", type=_cli.positive_int, default=1000, help="held-out strips to evaluate on")
+  p.add_argument("--seed", type=_cli.nonnegative_int, default=0, help="random seed for strips and weights")
   return p
 
 

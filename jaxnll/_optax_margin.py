@@ -218,7 +218,10 @@ def cosine_similarity(
     cos = cosine(a, b, axes, lambda s: jnp.maximum(s, floor))
     return jnp.where(jnp.squeeze(kept, axes), cos, jnp.zeros((), cos.dtype))
   floor = jnp.asarray(epsilon, a.dtype)
-  return cosine(a, b, axes, lambda s: jnp.maximum(s, floor))
+  cos = cosine(a, b, axes, lambda s: jnp.maximum(s, floor))
+  if any(a.shape[i] == 0 for i in axes):  # empty vectors: optax's empty sum, 0
+    return jnp.zeros(cos.shape, cos.dtype)
+  return cos
 
 
 @v.refuse_dim

@@ -467,6 +467,12 @@ def test_cosine_embedding_of_identical_vectors_is_exactly_zero_as_torch():
   assert np.all(np.asarray(ours) >= 0)
 
 
+def test_cosine_similarity_of_empty_vectors_is_optaxs():
+  for name in ("cosine_similarity", "cosine_distance"):
+    np.testing.assert_array_equal(getattr(losses, name)(jnp.zeros((0,)), jnp.zeros((0,))),
+                                  getattr(optax.losses, name)(jnp.zeros((0,)), jnp.zeros((0,))))
+
+
 def test_cosine_similarity_of_a_fully_masked_pair_is_optaxs():
   a, b = jnp.array([[0.3, -0.2], [1.0, 2.0]]), jnp.array([[0.5, 0.1], [2.0, 1.0]])
   mask = jnp.array([[False, False], [True, False]])
