@@ -20,7 +20,7 @@ def test_bad_flags_fail_before_any_work_with_the_default_in_help():
   run = lambda *args: subprocess.run([sys.executable, "examples/ctc_digits.py", *args], cwd=ROOT,
                                      capture_output=True, text=True, timeout=60, check=False)
   bad = run("--steps", "0")
-  assert bad.returncode == 2 and "--steps: must be >= 1, got 0" in bad.stderr
+  assert bad.returncode == 2 and "--steps: must be at least 1, got 0" in bad.stderr
   bad = run("--lr", "nan")
   assert bad.returncode == 2 and "--lr: must be finite and > 0" in bad.stderr
   shown = run("--help")
