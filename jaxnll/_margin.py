@@ -8,8 +8,8 @@ the slope at ``z = 0`` is 0. Both are plain ``jnp.where``, so forward and
 reverse mode agree and higher derivatives exist.
 
 Inputs broadcast against each other by numpy's rules once torch's rank check
-has passed; shapes are compared with ``jnp.broadcast_shapes``, which also
-takes ``jax.export``'s symbolic dimensions.
+has passed; shapes are compared with the library's one broadcast check,
+which also takes ``jax.export``'s symbolic dimensions.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def common_dtype(*arrays: jax.Array) -> np.dtype:
 def broadcast_shape(what: str, *shapes: tuple[int, ...]) -> tuple[int, ...]:
   """numpy's broadcast of ``shapes`` (symbolic dimensions allowed); ``what`` names them in the error."""
   try:
-    return tuple(jnp.broadcast_shapes(*shapes))
+    return v.broadcast_shapes(*shapes)
   except ValueError:
     raise ValueError(f"{what} of shapes {', '.join(map(str, shapes))} do not broadcast together.") from None
 
@@ -142,9 +142,16 @@ def multilabel_margin(x: jax.Array, classes: jax.Array, listed: jax.Array) -> ja
   return jnp.sum(h, axis=(-2, -1)) / num_classes
 
 
-def nan_where(bad: jax.Array, per_element: jax.Array) -> jax.Array:
-  """NaN loss, and a NaN gradient row, where a (traced) class index is out of range."""
-  return per_element * jnp.where(bad, jnp.full((), jnp.nan, per_element.dtype), jnp.ones((), per_element.dtype))
+def nan_where(bad: jax.Array, per_element: jax.Array, x: jax.Array) -> jax.Array:
+  """NaN loss, and a NaN gradient over the whole row of the scores ``x`` (``(..., C)``), where a (traced)
+  class index is out of range.
+
+  The NaN comes from a term that only a bad row's scores reach (the others
+  are replaced by 0 first), so every score of a bad row gets a NaN slope
+  whatever the data, and no other row's gradient is touched.
+  """
+  x_bad = jnp.where(bad[..., None], x, jnp.zeros((), x.dtype))
+  return jnp.where(bad, jnp.nan * jnp.sum(x_bad, axis=-1).astype(per_element.dtype), per_element)
 
 
 # --------------------------------------------------------------------------
@@ -243,7 +250,7 @@ def multi_margin_loss_terms(input, target, *, p=1, margin=1.0, weight=None, wher
   tg = class_targets(y.reshape((n,)), num_classes, None, rows)
   x = e.safe(x.reshape((*shape, num_classes)), 0.0)
   per = multi_margin(x, tg.classes.reshape(shape), pp, m, w)
-  return e.terms(nan_where(tg.bad.reshape(shape), per))
+  return e.terms(nan_where(tg.bad.reshape(shape), per, x))
 
 
 def multilabel_margin_loss_terms(input, target, *, where=None) -> LossTerms:
@@ -264,7 +271,7 @@ def multilabel_margin_loss_terms(input, target, *, where=None) -> LossTerms:
   listed = jnp.cumsum(~tg.counted, axis=-1) == 0
   x = e.safe(x.reshape((*shape, num_classes)), 0.0)
   per = multilabel_margin(x, tg.classes.reshape((*shape, num_classes)), listed.reshape((*shape, num_classes)))
-  return e.terms(nan_where(jnp.any(tg.bad, axis=-1).reshape(shape), per))
+  return e.terms(nan_where(jnp.any(tg.bad, axis=-1).reshape(shape), per, x))
 
 
 # --------------------------------------------------------------------------

@@ -161,7 +161,7 @@ def multiclass_hinge_loss(scores: jax.typing.ArrayLike, labels: jax.typing.Array
   tg = class_targets(xp.broadcast_to(y, batch), num_classes, None, None)
   z, onehot = class_margins(x, tg.classes, 1.0)
   violation = jnp.max(jnp.where(onehot, jnp.zeros((), x.dtype), z), axis=-1)
-  return nan_where(tg.bad, violation)
+  return nan_where(tg.bad, violation, x)
 
 
 @v.refuse_dim

@@ -85,12 +85,16 @@ def as_value_array(name: str, value: object, dtype: jax.typing.DTypeLike) -> jax
     return jnp.asarray(np.asarray(arr).astype(dtype))
 
 
-def broadcast_shapes(a: Sequence[Any], b: Sequence[Any]) -> tuple[Any, ...]:
-  """``np.broadcast_shapes`` for two shapes, ``jax.export`` symbolic dimensions included.
+def broadcast_shapes(*shapes: Sequence[Any]) -> tuple[Any, ...]:
+  """``np.broadcast_shapes``, ``jax.export`` symbolic dimensions included.
 
   Raises ``ValueError`` where they do not broadcast (or where a symbolic
   dimension cannot be shown to equal the one it meets).
   """
+  return functools.reduce(_broadcast_pair, shapes, ())
+
+
+def _broadcast_pair(a: Sequence[Any], b: Sequence[Any]) -> tuple[Any, ...]:
   n = max(len(a), len(b))
   a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
   out = []

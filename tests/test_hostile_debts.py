@@ -526,3 +526,14 @@ def test_smoothed_mean_gradients_are_torchs(weight):
   for loss in (lambda x: jaxnll.cross_entropy(x, CE_T, label_smoothing=0.1, **kw),
                lambda x: jaxnll.CrossEntropyLoss(label_smoothing=0.1, **kw)(x, CE_T)):
     np.testing.assert_allclose(jax.grad(loss)(jnp.asarray(CE_X)), xt.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("scores", [[[5.0, -10.0, -10.0]], [[-10.0, -10.0, 5.0]], [[0.0, 0.0, 0.0]]])
+def test_an_out_of_range_class_under_jit_gives_a_whole_nan_gradient_row(scores):
+  x, bad = jnp.asarray(scores), jnp.array([3])
+  for loss in (lambda a, t: jaxnll.multi_margin_loss(a, t, reduction="sum"),
+               lambda a, t: jnp.sum(losses.multiclass_hinge_loss(a, t))):
+    value, grad = jax.jit(jax.value_and_grad(loss))(x, bad)
+    assert np.isnan(value) and np.all(np.isnan(grad))
+  grad = jax.jit(jax.grad(lambda a: jaxnll.multilabel_margin_loss(a, jnp.array([[5, -1, 0]]), reduction="sum")))(x)
+  assert np.all(np.isnan(grad))
