@@ -25,6 +25,7 @@ Rows (``--rows 1,3,6`` selects):
   9    compile time (.lower().compile() of the jitted value_and_grad, jax.clear_caches() before each)
   11   [32, 40, 1024] axis=1 (sequence labelling, (N, C, L)); 12 [2, 8, 32, 64, 64] axis=1 (volumes, (N, C, D, H, W))
   13   row 5 with no ignored targets
+  16   [2, 21, 256, 256] axis=1 (segmentation at a small batch: few rows lead the class axis)
   14   per-example gradients: jit(vmap(grad)) of each row's loss [2048, 1000] (torch: torch.func.vmap(grad))
   15   row 10 at [4096, 1024, 50257] (GPT-2's vocabulary)
   10   linear_cross_entropy vs the materializing jaxnll.cross_entropy(h @ W.T, y) (in the optax column),
@@ -90,6 +91,7 @@ ROWS: dict[int, tuple[str, tuple[int, ...], tuple[int, ...]]] = {
     13: ("[8, 21, 128, 128] axis=1, no ignored targets", (8, 21, 128, 128), (2, 5, 8, 8)),
     14: ("per-example grads vmap(grad) [2048, 1000]", (2048, 1000), (16, 10)),
     15: ("linear_cross_entropy [4096, 1024, 50257] (optax col: materializing)", (4096, 1024, 50257), (64, 32, 515)),
+    16: ("[2, 21, 256, 256] float32 axis=1 (batch of 2)", (2, 21, 256, 256), (1, 3, 4, 4)),
 }
 # Rows whose targets have no ignored elements (row 13; row 14's per-example losses).
 CLEAN_ROWS = (13, 14)
@@ -395,7 +397,7 @@ def run_row(i: int, quick: bool, repeats: int) -> Result:
     return row_options(name, shape, repeats)
   if i == 9:
     return row_compile(name, shape, 1 if quick else min(repeats, 5), warmup=not quick)
-  if i in (11, 12, 13):
+  if i in (11, 12, 13, 16):
     return row_cross_entropy(name, shape, repeats, axis=1, ignored=i not in CLEAN_ROWS)
   if i == 14:
     return row_per_example(name, shape, repeats)

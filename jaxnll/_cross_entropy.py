@@ -58,8 +58,7 @@ def _class_index_terms(
   tg = class_targets(targets, num_classes, ignore_index, where)
   x = _softcapped(x, softcap, tg.counted, axis)
   ct = v.compute_dtype(x.dtype)
-  w_arr = jnp.ones((num_classes,), ct) if w is None else w
-  per = class_index_loss(x, w_arr, tg.classes, tg.counted, tg.bad, axis, eps, z, normalize)
+  per = class_index_loss(x, w, tg.classes, tg.counted, tg.bad, axis, eps, z, normalize)
   target_weight = None if w is None else w.astype(ct)[tg.classes]
   return LossTerms(per, _reduction.class_index_normalizer(tg.counted, target_weight, ct), tg.counted, eps > 0)
 

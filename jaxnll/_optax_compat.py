@@ -209,13 +209,12 @@ def softmax_cross_entropy_with_integer_labels(
   x, rows = _masked_logits(x, mask)
   num_classes = x.shape[-1]
   tg = class_targets(y, num_classes, ii, None if mask is None else rows)
-  w = _weight(weight, x)
   if mask is None or eps == 0:
-    return class_index_loss(x, w, tg.classes, tg.counted, tg.bad, x.ndim - 1, eps, 0.0, True)
+    return class_index_loss(x, v.check_weight(weight, num_classes), tg.classes, tg.counted, tg.bad, x.ndim - 1, eps, 0.0, True)
   # Smoothing spreads ε over the classes `where` keeps (optax.smooth_labels
   # on the masked classes): the same loss with probability targets.
   ct = v.compute_dtype(x.dtype)
   onehot = (lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1) == tg.classes[..., None]).astype(ct)
   smoothed = _smoothed_over_kept(onehot, mask, eps)
   nan_rows = jnp.where(tg.bad, jnp.full((), jnp.nan, ct), jnp.zeros((), ct))[..., None]
-  return probability_loss(x.astype(ct) + nan_rows, smoothed, w, tg.counted, x.ndim - 1, 0.0, 0.0)
+  return probability_loss(x.astype(ct) + nan_rows, smoothed, _weight(weight, x), tg.counted, x.ndim - 1, 0.0, 0.0)

@@ -38,6 +38,7 @@ Numerics, decided here for every front door:
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -78,6 +79,37 @@ def keep_rows(keep: jax.Array, a: jax.Array, axis: int) -> jax.Array:
   return jnp.where(keep, a, zero)
 
 
+# XLA:CPU's reduce over a class axis that is not the last slows down up to
+# 20x when fewer than _FEW_LEADING rows lead that axis ([N, C, H, W] with
+# N <= 2; benchmarks/bench_sweep.py rows 12 and 16). There, an axis of at most
+# _SLICED_CLASSES classes is reduced as a tree of elementwise ops over its
+# slices, contiguous reads that vectorize; with more leading rows the native
+# reduce is faster (the slices' passes then cost more than they save).
+_SLICED_CLASSES = 64
+_FEW_LEADING = 4
+
+
+def _few_leading(shape: tuple, axis: int) -> bool:
+  """Whether ``axis`` is not the last and fewer than ``_FEW_LEADING`` rows lead it (static shapes only)."""
+  leading = math.prod(shape[:axis])
+  return (axis != len(shape) - 1 and all(isinstance(d, int) for d in shape)
+          and leading < _FEW_LEADING)
+
+
+def class_reduce(a: jax.Array, axis: int, op) -> jax.Array:
+  """``op`` (``jnp.maximum`` or ``jnp.add``) over ``axis`` with the axis kept (size 1).
+
+  Only for primal values: its slices do not transpose into one broadcast.
+  """
+  size = a.shape[axis]
+  if not (_few_leading(a.shape, axis) and 0 < size <= _SLICED_CLASSES):
+    return (jnp.max if op is jnp.maximum else jnp.sum)(a, axis=axis, keepdims=True)
+  parts = [lax.index_in_dim(a, c, axis) for c in range(size)]
+  while len(parts) > 1:  # pairwise, as accurate as XLA's own sums
+    parts = [op(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+  return parts[0]
+
+
 def _is_zero(t: object) -> bool:
   return isinstance(t, SymbolicZero)
 
@@ -86,8 +118,8 @@ class Softmax(NamedTuple):
   """A row's softmax pieces, all relative to its max ``m`` (kept with a size-1 class axis).
 
   ``x - m`` (the shifted logits), ``e = exp(x - m)``, ``total = Σ e``,
-  ``rel = log Σ e`` (``-inf`` for an empty row, NaN for a NaN row) and
-  ``lse = rel + m``.
+  ``rel = log Σ e`` (``-inf`` for an empty row, NaN for a NaN row),
+  ``lse = rel + m`` and the shift ``m`` itself (0 for rows not kept).
   """
 
   shifted: jax.Array
@@ -95,6 +127,7 @@ class Softmax(NamedTuple):
   total: jax.Array
   rel: jax.Array
   lse: jax.Array
+  shift: jax.Array
 
 
 def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array) -> Softmax:
@@ -109,13 +142,15 @@ def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array) -> Softmax:
   """
   ct = compute_dtype(x.dtype)
   zero = jnp.zeros((), ct)
-  row_max = lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True)).astype(ct)
+  row_max = lax.stop_gradient(class_reduce(x, axis, jnp.maximum)).astype(ct)
   m = jnp.where(keep, finite_shift(row_max), zero)
+  if _few_leading(x.shape, axis):
+    m = lax.optimization_barrier(m)  # stored once, not recomputed inside each slice's pass
   shifted = keep_rows(keep, x.astype(ct), axis) - m
   e = jnp.exp(shifted)
-  total = jnp.sum(e, axis=axis, keepdims=True)
+  total = class_reduce(e, axis, jnp.add)
   rel = log_of_shifted_sum(total, jnp.zeros_like(total))
-  return Softmax(shifted, e, total, rel, rel + m)
+  return Softmax(shifted, e, total, rel, rel + m, m)
 
 
 def _nan_where(bad: jax.Array, dtype) -> jax.Array:
@@ -205,6 +240,11 @@ def _weighted_shifted_sum(x, m, keep, wf, axis):
   return lax.cond(jnp.max(jnp.abs(m), initial=0.0) > _CANCELLATION_SHIFT, direct, product, x, m)
 
 
+def _class_weights(w: jax.Array | None, num_classes, ct) -> jax.Array:
+  """The class weights in ``ct``; ones for ``None`` (no weights)."""
+  return jnp.ones((num_classes,), ct) if w is None else w.astype(ct)
+
+
 class _ClassIndexForward(NamedTuple):
   loss: jax.Array
   shifted: jax.Array
@@ -218,20 +258,27 @@ def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> 
   ct = compute_dtype(x.dtype)
   keep = _expand(counted, axis)
   xf = x.astype(ct)
-  wf = w.astype(ct)
   num_classes = x.shape[axis]
+  wf = _class_weights(w, num_classes, ct)
   idx = _expand(index, axis)
   is_target = lax.broadcasted_iota(jnp.int32, x.shape, axis) == idx
   soft = softmax_pieces(x, axis, keep) if normalize else None
   shifted = keep_rows(keep, xf, axis) if soft is None else soft.shifted
-  x_y_rel = jnp.take_along_axis(shifted, idx, axis=axis)
+  # The target's logit is gathered from ``x`` itself and shifted per element
+  # (the same value as ``shifted`` holds there): a gather from the shifted
+  # array makes XLA:CPU compute or store that whole array once more (about a
+  # quarter of the step at [8, 21, 128, 128] axis=1, measured).
+  m = jnp.zeros((), ct) if soft is None else soft.shift
+  x_y = jnp.take_along_axis(x, idx, axis=axis).astype(ct)
+  x_y_rel = jnp.where(keep, x_y - m, jnp.zeros((), ct))
   rel = jnp.zeros_like(x_y_rel) if soft is None else soft.rel
   lse = rel if soft is None else soft.lse
-  w_y = wf[idx]
+  # Without class weights w_y is the constant 1, not a gather from a ones
+  # array (whose per-row result XLA:CPU re-lays out inside the backward's loop).
+  w_y = jnp.ones((), ct) if w is None else wf[idx]
   wx_rel = None
   if eps > 0:
-    m = jnp.zeros_like(x_y_rel) if soft is None else soft.lse - soft.rel
-    wx_rel = _weighted_shifted_sum(x, m, keep, wf, axis)
+    wx_rel = _weighted_shifted_sum(x, m + jnp.zeros_like(x_y_rel), keep, wf, axis)
   loss = row_loss(rel, x_y_rel, w_y, jnp.sum(wf), wx_rel, lse, num_classes, eps, z,
                   _expand(bad, axis), keep)
   return _ClassIndexForward(jnp.squeeze(loss, axis), shifted, soft, w_y, x_y_rel, is_target)
@@ -243,7 +290,7 @@ def class_index_loss(x, w, index, counted, bad, axis, eps, z, normalize):
 
   Args:
     x: logits (or log-probabilities when ``normalize`` is False), any float.
-    w: class weights ``[C]`` (ones when the caller has none); differentiable.
+    w: class weights ``[C]``, differentiable; ``None`` for none (all ones).
     index: int32 class indices in ``[0, C)``, ``x``'s shape without ``axis``.
     counted: bool, ``index``'s shape; False elements are ignored.
     bad: bool, counted elements whose target was out of range (NaN).
@@ -264,7 +311,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
   fwd = _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize)
   ct = fwd.shifted.dtype
   num_classes = x.shape[axis]
-  wf = w.astype(ct)
+  wf = _class_weights(w, num_classes, ct)
   zero = jnp.zeros((), ct)
   keep = _expand(counted, axis)
   bad_e = _expand(bad, axis)
@@ -288,7 +335,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
     if eps > 0:
       t = t - coef.smooth * jnp.sum(_along(wf, axis, x.ndim) * dxf, axis=axis, keepdims=True)
     out = out + jnp.squeeze(t, axis)
-  if not _is_zero(dw):
+  if w is not None and not _is_zero(dw):
     dwf = dw.astype(ct)
     t = target_weight_grad(one, keep, bad_e, rel, fwd.x_y_rel, eps) * dwf[_expand(index, axis)]
     if eps > 0:

@@ -18,6 +18,7 @@ ROW_NAMES = [
     "[8, 21, 128, 128] axis=1, no ignored targets",
     "per-example grads vmap(grad) [2048, 1000]",
     "linear_cross_entropy [4096, 1024, 50257]",
+    "[2, 21, 256, 256] float32 axis=1 (batch of 2)",
 ]
 
 
