@@ -6,7 +6,8 @@ Each variant is the gradient of the summed per-sequence losses with respect to t
 side by side (``_timing.interleaved_samples``: each variant once per round, --repeats rounds); the ratios
 are ratios of the medians, with the min-max of the per-round paired ratios in brackets. Calls shorter than
 20 ms are repeated back to back inside one sample and divided out. "temp MiB" is the compiled program's
-temporary memory (``memory_analysis().temp_size_in_bytes``).
+temporary memory (``memory_analysis().temp_size_in_bytes``). The last column is the bound: the loss's two
+recursions over T (forward alphas, backward betas) timed alone, and the same scans with empty steps.
 
 Run: MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
      python benchmarks/bench_ctc.py [--repeats 9] [--quick]
@@ -27,6 +28,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 import optax
 import torch
 import torch.nn.functional as F
@@ -81,6 +83,27 @@ def torch_step(logits, labels, input_lengths, target_lengths):
   return run
 
 
+def recursion_skeletons(t: int, n: int, s: int):
+  """What bounds the loss: its two sequential recursions over ``T`` frames alone (the forward alphas and
+  the backward betas, on ``[T, N, 2S + 1]`` emissions already gathered), and the same two scans with an
+  empty body (one add per state: the loop's own cost per frame)."""
+  from jaxnll._ctc import alpha_recursion
+
+  j = 2 * s + 1
+  em = jnp.asarray(np.random.default_rng(1).standard_normal((t, n, j)).astype(np.float32) - 3.0)
+  valid, skip = jnp.ones((t, n), bool), jnp.ones((n, j), bool)
+
+  def two_recursions(e):
+    return alpha_recursion(e, valid, skip)[0], alpha_recursion(e[::-1], valid, skip)[0]
+
+  def two_empty_scans(e):
+    scan = lambda x: lax.scan(lambda a, f: (a + f, None), jnp.zeros((n, j), x.dtype), x)[0]
+    return scan(e), scan(e[::-1])
+
+  rec, empty = jax.jit(two_recursions), jax.jit(two_empty_scans)
+  return (lambda: rec(em)), (lambda: empty(em))
+
+
 def uptime() -> str:
   try:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
@@ -109,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     ox = jax.jit(jax.value_and_grad(optax_fn)).lower(*dev).compile()
     np.testing.assert_allclose(jx(*dev)[0], ox(*dev)[0], rtol=1e-4)
     fns = {"jaxnll": lambda f=jx, a=dev: f(*a), "optax": lambda f=ox, a=dev: f(*a), "torch": torch_step(*case)}
+    fns["recursions"], fns["empty scans"] = recursion_skeletons(t, n, s)
     reps = {k: calls_per_sample(f) for k, f in fns.items()}
     fns = {k: repeated(f, reps[k]) for k, f in fns.items()}
     samples = interleaved_samples(fns, repeats)
@@ -122,9 +146,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{name} [T={t}, N={n}, C={c}, S={s}]", f"{med['jaxnll']:.2f}", f"{med['optax']:.2f}", f"{med['torch']:.2f}",
         f"{ratio['optax']:.2f}x {spread['optax']}", f"{ratio['torch']:.2f}x {spread['torch']}",
         f"{mem['jaxnll']:.1f} / {mem['optax']:.1f}",
+        f"{med['recursions']:.2f} / {med['empty scans']:.2f} ({med['recursions'] / med['jaxnll']:.0%} of jaxnll)",
     ])
   print_table(["# shape", "jaxnll ms", "optax ms", "torch ms", "jaxnll/optax", "jaxnll/torch",
-               "temp MiB jaxnll / optax"], rows)
+               "temp MiB jaxnll / optax", "2 recursions / 2 empty scans ms"], rows)
+  print("# the last column times, in the same rounds, the two sequential recursions over T alone (alphas and "
+        "betas on gathered emissions) and two scans of T empty steps: the part no vectorization removes")
   print(f"# load at end: {uptime()}")
 
 

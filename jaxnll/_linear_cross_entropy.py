@@ -59,10 +59,12 @@ _MIN_BLOCK = 128
 _SYMBOLIC_TOKENS = 4096
 # Backward tiles span at most this many float32 entries of the embeddings' gradient (16 MiB).
 _CHUNK_ELEMENTS = 1 << 22
-# Eager gradients: at most this many float32 logits per [T, V] tile (16 MiB). Fewer
-# tokens per tile mean more passes over the [V, D] gradient accumulator (measured
-# on CPU at V = 32768: 32 tokens 1.5x slower than 128; 128 to 512 alike).
-_EAGER_ELEMENTS = 1 << 22
+# Eager gradients: at most this many float32 logits per [T, V] tile (32 MiB). Each
+# tile of T tokens reads and writes the whole [V, D] gradient accumulator once, so
+# fewer tokens per tile cost more passes over it (benchmarks/bench_sweep.py rows 10
+# and 15 on CPU, vs the materializing path: 16 MiB tiles 1.13x and 1.36x, 32 MiB
+# tiles 1.02x and 1.11x; the rows' "3 tiled / 3 full" note times that bound).
+_EAGER_ELEMENTS = 1 << 23
 _EAGER_ALIGN = 8
 # Eager gradients: the classifier's gradient is accumulated in blocks of this many float32 entries (4 MiB).
 _DW_ELEMENTS = 1 << 20
@@ -927,7 +929,7 @@ def linear_cross_entropy(
   Two strategies (see the module docstring): for ``'mean'``, ``'sum'`` and
   ``'safe_mean'`` with ``block_size=None`` the gradients are formed in the
   forward pass over chunks of tokens (three matrix products, as many as the
-  materializing path; memory: a ``[T, V]`` tile of about 16 MiB and its ``exp``,
+  materializing path; memory: a ``[T, V]`` tile of about 32 MiB and its ``exp``,
   and for bf16/f16 a float32 ``[V, D]`` accumulator). Otherwise (``'none'``, an explicit ``block_size``,
   ``vocab_axis``, a symbolic token count) the pass streams blocks of classes
   and the backward recomputes the logits (four matrix products; memory: a few

@@ -6,7 +6,8 @@ from tests._subprocess import run_python
 def test_bench_ctc_quick():
   out = run_python(["benchmarks/bench_ctc.py", "--quick"], timeout=300)
   header = next(line for line in out.splitlines() if line.startswith("# shape"))
-  for col in ("jaxnll ms", "optax ms", "torch ms", "jaxnll/optax", "jaxnll/torch", "temp MiB jaxnll / optax"):
+  for col in ("jaxnll ms", "optax ms", "torch ms", "jaxnll/optax", "jaxnll/torch", "temp MiB jaxnll / optax",
+              "2 recursions / 2 empty scans ms"):
     assert col in header
   for name in ("speech", "BPE", "OCR"):
     row = next(line for line in out.splitlines() if line.startswith(name))
