@@ -28,10 +28,10 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 import optax
 import torch
 import torch.nn.functional as F
+from jax import lax
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _timing import allocator_note, calls_per_sample, interleaved_samples, print_table, repeated

@@ -210,7 +210,8 @@ def softmax_cross_entropy_with_integer_labels(
   num_classes = x.shape[-1]
   tg = class_targets(y, num_classes, ii, None if mask is None else rows)
   if mask is None or eps == 0:
-    return class_index_loss(x, v.check_weight(weight, num_classes), tg.classes, tg.counted, tg.bad, x.ndim - 1, eps, 0.0, True)
+    w = v.check_weight(weight, num_classes)
+    return class_index_loss(x, w, tg.classes, tg.counted, tg.bad, x.ndim - 1, eps, 0.0, True)
   # Smoothing spreads ε over the classes `where` keeps (optax.smooth_labels
   # on the masked classes): the same loss with probability targets.
   ct = v.compute_dtype(x.dtype)
