@@ -107,3 +107,50 @@ def repeated(fn: Callable[[], object], k: int) -> Callable[[], object]:
     return out
 
   return run
+
+
+# A run is quiet when the 1-minute load average is at most 0.5 per 2 cores when it starts, and other
+# processes use at most as much CPU while it runs. (Its own threads raise the load average, so the load at
+# the end says nothing about the others; /proc/stat's busy time minus the run's own CPU time does.)
+QUIET_LOAD_PER_CORE = 0.25
+
+
+def _busy_seconds() -> float | None:
+  """CPU-seconds every core has spent busy since boot (Linux's /proc/stat), or None."""
+  try:
+    with open("/proc/stat") as f:
+      ticks = [int(t) for t in f.readline().split()[1:9]]
+  except (OSError, ValueError):
+    return None
+  return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
+
+
+def _own_seconds() -> float:
+  t = os.times()
+  return t.user + t.system + t.children_user + t.children_system
+
+
+class QuietCheck:
+  """Started before a benchmark; ``report()`` after it says whether the machine was quiet."""
+
+  def __init__(self) -> None:
+    self.limit = QUIET_LOAD_PER_CORE * (os.cpu_count() or 1)
+    try:
+      self.load = os.getloadavg()[0]
+    except OSError:
+      self.load = float("inf")
+    self.wall, self.busy, self.own = time.perf_counter(), _busy_seconds(), _own_seconds()
+
+  def others(self) -> float | None:
+    """Cores' worth of CPU that other processes used since the start."""
+    busy = _busy_seconds()
+    if busy is None or self.busy is None:
+      return None
+    return max(0.0, (busy - self.busy) - (_own_seconds() - self.own)) / max(time.perf_counter() - self.wall, 1e-9)
+
+  def report(self) -> tuple[bool, str]:
+    others = self.others()
+    quiet = self.load <= self.limit and others is not None and others <= self.limit
+    text = (f"1-minute load {self.load:.2f} at start, other processes {'?' if others is None else f'{others:.2f}'} "
+            f"cores during the run (quiet: both at most {self.limit:.2f})")
+    return quiet, text

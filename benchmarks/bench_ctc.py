@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import allocator_note, calls_per_sample, interleaved_samples, print_table, repeated
+from _timing import QuietCheck, allocator_note, calls_per_sample, interleaved_samples, print_table, repeated
 
 import jaxnll
 
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
   repeats = 3 if args.quick else args.repeats
   torch.set_num_threads(2)
   print(f"# load at start: {uptime()}")
+  check = QuietCheck()
   print(f"# jax {jax.__version__}, optax {optax.__version__}, torch {torch.__version__} (2 threads), "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; {allocator_note()}")
   rows = []
@@ -153,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
   print("# the last column times, in the same rounds, the two sequential recursions over T alone (alphas and "
         "betas on gathered emissions) and two scans of T empty steps: the part no vectorization removes")
   print(f"# load at end: {uptime()}")
+  quiet, text = check.report()
+  print(f"# {text}" + ("" if quiet else "; MACHINE NOT QUIET: these figures are not for the README"))
 
 
 if __name__ == "__main__":

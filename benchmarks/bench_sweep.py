@@ -34,8 +34,9 @@ Rows (``--rows 1,3,6`` selects):
        the whole [V, D] gradient) / the materializing path's 3 at full size, the bound tiling puts on the row; the
        torch column is torch 2.13's chunked F.linear_cross_entropy(..., options=LinearCrossEntropyOptions())
 
-The header prints the load average and the date; a run whose 1-minute load average is above 0.5 per 2 cores,
-at its start or end, is marked "MACHINE NOT QUIET" and is not a figure for the README.
+The header prints the load average and the date; a run whose 1-minute load average is above 0.5 per 2 cores
+at its start, or during which other processes used more than that much CPU (/proc/stat's busy time minus the
+run's own), is marked "MACHINE NOT QUIET" and is not a figure for the README.
 
 Run: MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
      python benchmarks/bench_sweep.py [--repeats 9] [--rows 1,3,6] [--quick]
@@ -67,7 +68,7 @@ import torch.nn.functional as F
 from jax import lax
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _timing import allocator_note, calls_per_sample, interleaved_samples, print_table, repeated
+from _timing import QuietCheck, allocator_note, calls_per_sample, interleaved_samples, print_table, repeated
 
 import jaxnll
 
@@ -398,22 +399,11 @@ def run_row(i: int, quick: bool, repeats: int) -> Result:
   return row_linear(name, shape, repeats)
 
 
-# A run is quiet when the 1-minute load average stays at or below 0.5 per 2 cores.
-QUIET_LOAD_PER_CORE = 0.25
-
-
 def load_average() -> str:
   try:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
   except OSError:
     return "load average unknown"
-
-
-def quiet() -> bool:
-  try:
-    return os.getloadavg()[0] <= QUIET_LOAD_PER_CORE * (os.cpu_count() or 1)
-  except OSError:
-    return False
 
 
 def fmt_ms(s: dict[str, list[float]], k: str) -> str:
@@ -448,7 +438,7 @@ def main() -> None:
         f"optax {optax.__version__}, torch {torch.__version__}")
   print(allocator_note() + f"; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (torch's idle threads sleep)")
   load = load_average()
-  quiet_at_start = quiet()
+  check = QuietCheck()
   print(f"median of {repeats} interleaved rounds per row; [min-max] of the per-round paired ratios; {load} "
         f"at start; {time.strftime('%Y-%m-%d %H:%M')}")
   print("JAX: jit(value_and_grad), torch: loss.backward(); jaxnll and torch get 10 % ignored targets (-100), "
@@ -467,13 +457,13 @@ def main() -> None:
     s = r.samples
     table.append([str(i), r.name, fmt_ms(s, "jaxnll"), fmt_ms(s, "optax"),
                   fmt_ms(s, "torch"), fmt_ratio(s, "jaxnll", "optax"), fmt_ratio(s, "jaxnll", "torch"), r.note])
-  quiet_run = quiet_at_start and quiet()
+  quiet_run, quiet_text = check.report()
   if not quiet_run:
-    print(f"MACHINE NOT QUIET (1-minute load above {QUIET_LOAD_PER_CORE * (os.cpu_count() or 1):.2f} at start or "
-          "end): these figures are not for the README")
+    print(f"MACHINE NOT QUIET ({quiet_text}): these figures are not for the README")
   print_table(["#", "case", "jaxnll ms", "optax ms", "torch ms", "jaxnll/optax", "jaxnll/torch", "note"], table)
   load = load_average()
-  print(f"\ntotal {time.perf_counter() - t_start:.0f} s; {load} at end" + ("" if quiet_run else "; machine not quiet"))
+  print(f"\ntotal {time.perf_counter() - t_start:.0f} s; {load} at end; {quiet_text}"
+        + ("" if quiet_run else "; machine not quiet"))
 
 
 if __name__ == "__main__":

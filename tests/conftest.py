@@ -2,6 +2,13 @@
 
 import os
 
+# Tests compile thousands of small programs: XLA's LLVM back end at its lowest optimization level compiles
+# them about 15 % faster. It changes only the machine code, not the optimized HLO or its buffers (the memory
+# figures the tests check). Set before JAX starts; subprocesses started by the tests inherit it.
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]
+).strip()
+
 import jax
 from hypothesis import HealthCheck, settings
 

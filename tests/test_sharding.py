@@ -1,11 +1,14 @@
 """Runs tests/multidevice and the sharded example on a simulated 8-device CPU mesh,
 in separate processes so the device count of the rest of the suite is unaffected."""
 
+import os
 import re
 
 from tests._subprocess import run_python
 
-EIGHT_CPUS = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+# Added to the suite's own XLA_FLAGS (tests/conftest.py).
+EIGHT_CPUS = {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8".strip(),
+              "JAX_PLATFORMS": "cpu"}
 
 
 def test_losses_on_an_8_device_mesh():
