@@ -143,7 +143,9 @@ def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array) -> Softmax:
   ct = compute_dtype(x.dtype)
   zero = jnp.zeros((), ct)
   row_max = lax.stop_gradient(class_reduce(x, axis, jnp.maximum)).astype(ct)
-  m = jnp.where(keep, finite_shift(row_max), zero)
+  # One select per row: 0 for an all -inf row (no inf - inf) and for rows not kept. A row holding
+  # +inf keeps m = +inf: its inf - inf is NaN, so its sum, loss and gradient are NaN, as they must be.
+  m = jnp.where(keep & (row_max != -jnp.inf), row_max, zero)
   if _few_leading(x.shape, axis):
     m = lax.optimization_barrier(m)  # stored once, not recomputed inside each slice's pass
   shifted = keep_rows(keep, x.astype(ct), axis) - m
