@@ -46,7 +46,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from jaxnll._log_softmax import finite_shift, log_of_shifted_sum
+from jaxnll._log_softmax import log_of_shifted_sum
 from jaxnll._validation import compute_dtype
 
 
