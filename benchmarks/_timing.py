@@ -133,12 +133,15 @@ def _own_seconds() -> float:
 class QuietCheck:
   """Started before a benchmark; ``report()`` after it says whether the machine was quiet."""
 
-  def __init__(self) -> None:
+  def __init__(self, load: float | None = None) -> None:
+    """``load``: the 1-minute load average read before the script's own imports (which raise it)."""
     self.limit = QUIET_LOAD_PER_CORE * (os.cpu_count() or 1)
-    try:
-      self.load = os.getloadavg()[0]
-    except OSError:
-      self.load = float("inf")
+    if load is None:
+      try:
+        load = os.getloadavg()[0]
+      except OSError:
+        load = float("inf")
+    self.load = load
     self.wall, self.busy, self.own = time.perf_counter(), _busy_seconds(), _own_seconds()
 
   def others(self) -> float | None:

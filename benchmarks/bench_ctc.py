@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import os
 
+# The 1-minute load average before this script's own imports raise it (read back by QuietCheck).
+os.environ["JAXNLL_BENCH_LOAD_AT_START"] = str(os.getloadavg()[0])
+
 # torch's OpenMP threads otherwise spin after each call, taking the cores from the next variant.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
   repeats = 3 if args.quick else args.repeats
   torch.set_num_threads(2)
   print(f"# load at start: {uptime()}")
-  check = QuietCheck()
+  check = QuietCheck(float(os.environ["JAXNLL_BENCH_LOAD_AT_START"]))
   print(f"# jax {jax.__version__}, optax {optax.__version__}, torch {torch.__version__} (2 threads), "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; {allocator_note()}")
   rows = []

@@ -46,6 +46,9 @@ from __future__ import annotations
 
 import os
 
+# The 1-minute load average before this script's own imports raise it (read back by QuietCheck).
+os.environ["JAXNLL_BENCH_LOAD_AT_START"] = str(os.getloadavg()[0])
+
 # torch's OpenMP threads otherwise spin for a while after each call, taking the
 # cores from whichever variant is timed next; sleeping threads keep the
 # interleaved runs independent. Must be set before torch is imported.
@@ -438,7 +441,7 @@ def main() -> None:
         f"optax {optax.__version__}, torch {torch.__version__}")
   print(allocator_note() + f"; OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']} (torch's idle threads sleep)")
   load = load_average()
-  check = QuietCheck()
+  check = QuietCheck(float(os.environ["JAXNLL_BENCH_LOAD_AT_START"]))
   print(f"median of {repeats} interleaved rounds per row; [min-max] of the per-round paired ratios; {load} "
         f"at start; {time.strftime('%Y-%m-%d %H:%M')}")
   print("JAX: jit(value_and_grad), torch: loss.backward(); jaxnll and torch get 10 % ignored targets (-100), "
