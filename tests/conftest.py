@@ -3,8 +3,10 @@
 import os
 
 # Tests compile thousands of small programs: XLA's LLVM back end at its lowest optimization level compiles
-# them about 15 % faster. It changes only the machine code, not the optimized HLO or its buffers (the memory
-# figures the tests check). Set before JAX starts; subprocesses started by the tests inherit it.
+# them faster. It changes only the machine code, not the optimized HLO or its buffers (the memory figures the
+# tests check); results may differ in the last bit (no fused multiply-adds), within every test's tolerance.
+# The docstring examples, which print values to the last digit, and the README's and guide pages' code run
+# with XLA's defaults. Set before JAX starts; subprocesses started by the tests inherit it.
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]
 ).strip()

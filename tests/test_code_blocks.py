@@ -33,13 +33,10 @@ GUIDE_PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
 
 
 def _run(tmp_path: Path, name: str, code: str) -> None:
-  """Runs ``code`` as a script in a fresh interpreter, with no JAX or XLA settings inherited: only the
-  suite's compile-speed flags (tests/conftest.py, machine code only), unless the code sets XLA_FLAGS itself."""
+  """Runs ``code`` as a script in a fresh interpreter, with no JAX or XLA settings inherited."""
   script = tmp_path / name
   script.write_text(code)
   env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
-  if "XLA_FLAGS" not in code:
-    env["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
   proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
                         capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{code}\n{proc.stdout}\n{proc.stderr}"
