@@ -62,8 +62,8 @@ _CHUNK_ELEMENTS = 1 << 22
 # Eager gradients: at most this many float32 logits per [T, V] tile (32 MiB). Each
 # tile of T tokens reads and writes the whole [V, D] gradient accumulator once, so
 # fewer tokens per tile cost more passes over it (benchmarks/bench_sweep.py rows 10
-# and 15 on CPU, vs the materializing path: 16 MiB tiles 1.13x and 1.36x, 32 MiB
-# tiles 1.02x and 1.11x; the rows' "3 tiled / 3 full" note times that bound).
+# and 15 on CPU, vs the materializing path: 1.01-1.02x and 1.17-1.18x with 32 MiB
+# tiles; the rows' "3 tiled / 3 full" note times that bound).
 _EAGER_ELEMENTS = 1 << 23
 _EAGER_ALIGN = 8
 # Eager gradients: the classifier's gradient is accumulated in blocks of this many float32 entries (4 MiB).
