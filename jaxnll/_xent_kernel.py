@@ -79,9 +79,10 @@ def keep_rows(keep: jax.Array, a: jax.Array, axis: int) -> jax.Array:
   return jnp.where(keep, a, zero)
 
 
-# XLA:CPU's reduce over a class axis that is not the last slows down up to
-# 20x when fewer than _FEW_LEADING rows lead that axis ([N, C, H, W] with
-# N <= 2; benchmarks/bench_sweep.py rows 12 and 16). There, an axis of at most
+# XLA:CPU's reduce over a class axis that is not the last is several times
+# slower when fewer than _FEW_LEADING rows lead that axis ([N, C, H, W] with
+# N <= 2: optax, which reduces natively, takes 6x and 2.5x jaxnll's time at
+# benchmarks/bench_sweep.py rows 12 and 16). There, an axis of at most
 # _SLICED_CLASSES classes is reduced as a tree of elementwise ops over its
 # slices, contiguous reads that vectorize; with more leading rows the native
 # reduce is faster (the slices' passes then cost more than they save).
