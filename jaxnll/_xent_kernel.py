@@ -97,15 +97,19 @@ def _few_leading(shape: tuple, axis: int) -> bool:
           and leading < _FEW_LEADING)
 
 
+def _sliced(shape: tuple, axis: int) -> bool:
+  """Whether :func:`class_reduce` reduces ``axis`` over its slices."""
+  return _few_leading(shape, axis) and 0 < shape[axis] <= _SLICED_CLASSES
+
+
 def class_reduce(a: jax.Array, axis: int, op) -> jax.Array:
   """``op`` (``jnp.maximum`` or ``jnp.add``) over ``axis`` with the axis kept (size 1).
 
   Only for primal values: its slices do not transpose into one broadcast.
   """
-  size = a.shape[axis]
-  if not (_few_leading(a.shape, axis) and 0 < size <= _SLICED_CLASSES):
+  if not _sliced(a.shape, axis):
     return (jnp.max if op is jnp.maximum else jnp.sum)(a, axis=axis, keepdims=True)
-  parts = [lax.index_in_dim(a, c, axis) for c in range(size)]
+  parts = [lax.index_in_dim(a, c, axis) for c in range(a.shape[axis])]
   while len(parts) > 1:  # pairwise, as accurate as XLA's own sums
     parts = [op(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
   return parts[0]
@@ -147,7 +151,7 @@ def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array) -> Softmax:
   # One select per row: 0 for an all -inf row (no inf - inf) and for rows not kept. A row holding
   # +inf keeps m = +inf: its inf - inf is NaN, so its sum, loss and gradient are NaN, as they must be.
   m = jnp.where(keep & (row_max != -jnp.inf), row_max, zero)
-  if _few_leading(x.shape, axis):
+  if _sliced(x.shape, axis):
     m = lax.optimization_barrier(m)  # stored once, not recomputed inside each slice's pass
   shifted = keep_rows(keep, x.astype(ct), axis) - m
   e = jnp.exp(shifted)
