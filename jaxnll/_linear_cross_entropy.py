@@ -450,7 +450,7 @@ def _loss(h, w_cls, bias, w, tgt, counted, bad, opts):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
-def fused_loss(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
+def _fused_loss(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
   """Per-token loss ``[N]`` of ``softcap(h @ w_cls.T + bias)`` against ``tgt``.
 
   ``h [N, D]``, ``w_cls [V, D]``, ``bias [V]`` or None, class weights ``w [V]``,
@@ -542,7 +542,7 @@ def _fused_bwd(opts, res, g):
   return dh.astype(h.dtype), dw_cls, dbias, dw.astype(w.dtype), dt, None, None
 
 
-fused_loss.defvjp(_fused_fwd, _fused_bwd)
+_fused_loss.defvjp(_fused_fwd, _fused_bwd)
 
 
 # --------------------------------------------------------------------------
@@ -592,8 +592,8 @@ def _perturbed(x) -> bool:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
-def fused_total(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
-  """``Σ_n fused_loss(...)_n``, a scalar, for the same arguments.
+def _fused_total(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
+  """``Σ_n _fused_loss(...)_n``, a scalar, for the same arguments.
 
   Evaluated alone it is the streaming pass. Under differentiation the forward
   pass tiles the tokens instead (every class at once) and computes each
@@ -685,7 +685,12 @@ def _total_bwd(opts, res, g):
   return (*(scaled(a, d, r) for a, d, r in zip(grads, dtypes, per_token, strict=True)), None, None)
 
 
-fused_total.defvjp(_total_fwd, _total_bwd, symbolic_zeros=True)
+_fused_total.defvjp(_total_fwd, _total_bwd, symbolic_zeros=True)
+
+# Each kernel is one compiled program (as the cross-entropy kernels are, see _xent_kernel): an eager call
+# dispatches once instead of tracing and compiling its token and vocabulary loops again on every call.
+fused_loss = jax.jit(_fused_loss, static_argnums=(7,))
+fused_total = jax.jit(_fused_total, static_argnums=(7,))
 
 
 # --------------------------------------------------------------------------
@@ -1039,7 +1044,7 @@ class LinearCrossEntropyLoss(LossObject):
     >>> h = jnp.array([[0.5, -1.0], [2.0, 0.25]])
     >>> W = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     >>> loss(h, W, jnp.array([2, 0]))
-    Array(1.1984842, dtype=float32)
+    Array(1.1984843, dtype=float32)
   """
 
   in_features: int | None = None

@@ -292,7 +292,7 @@ def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> 
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(5, 6, 7, 8))
-def class_index_loss(x, w, index, counted, bad, axis, eps, z, normalize):
+def _class_index_loss(x, w, index, counted, bad, axis, eps, z, normalize):
   """Per-element loss for class-index targets; see the module docstring.
 
   Args:
@@ -388,7 +388,7 @@ def _probability_forward(x, t, w, counted, axis, eps, z) -> _ProbabilityForward:
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(4, 5, 6))
-def probability_loss(x, t, w, counted, axis, eps, z):
+def _probability_loss(x, t, w, counted, axis, eps, z):
   """Per-element loss for probability targets ``t`` of ``x``'s shape.
 
   Differentiable in ``x``, ``t`` and ``w``. Returns ``x``'s shape without
@@ -425,5 +425,12 @@ def _probability_jvp(axis, eps, z, primals, tangents):
   return fwd.loss, jnp.where(counted, out, zero)
 
 
-probability_loss.defjvp(_probability_jvp, symbolic_zeros=True)
-class_index_loss.defjvp(_class_index_jvp, symbolic_zeros=True)
+_probability_loss.defjvp(_probability_jvp, symbolic_zeros=True)
+_class_index_loss.defjvp(_class_index_jvp, symbolic_zeros=True)
+
+# Each kernel is one compiled program: called eagerly (a notebook, a test, a loop outside jit) it dispatches
+# once, not operation by operation (each eager operation compiles on its own for every new shape); under the
+# caller's jit it is inlined into the caller's program. The front doors validate their arguments (concrete
+# target ranges included) before calling it.
+class_index_loss = jax.jit(_class_index_loss, static_argnums=(5, 6, 7, 8))
+probability_loss = jax.jit(_probability_loss, static_argnums=(4, 5, 6))

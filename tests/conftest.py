@@ -1,6 +1,18 @@
 """Test configuration: float64 on, and accidental broadcasting or promotion fails loudly."""
 
+import atexit
 import os
+import shutil
+import sys
+import tempfile
+
+# The suite starts dozens of interpreters (pytest-xdist's workers, the examples, the docs' code), each
+# importing jax, numpy and often torch. Where PYTHONDONTWRITEBYTECODE is set, and the packages were installed
+# without bytecode (the README's `pip install --no-compile`), each of them would compile those packages from
+# source again, about 3 CPU-seconds apiece: the bytecode is written once, by the first, here and in the
+# processes the tests start.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # Tests compile thousands of small programs: XLA's LLVM back end at its lowest optimization level compiles
 # them faster. It changes only the machine code, not the optimized HLO or its buffers (the memory figures the
@@ -11,8 +23,21 @@ os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true"]
 ).strip()
 
-import jax
-from hypothesis import HealthCheck, settings
+# Many checks compile the same program: eager calls of the same operation in different tests, the same
+# function defined afresh in each parametrization, the same shapes in both pytest-xdist workers and in the
+# examples the tests run. JAX's persistent compilation cache compiles each once per run: a directory made by
+# the first process (the one that starts the workers) and removed when it exits, so every run starts cold;
+# a contributor's own JAX_COMPILATION_CACHE_DIR is used as it is (kept between runs). Only the compiled
+# machine code is reused: tracing, lowering and every check run each time.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="jaxnll-tests-xla-cache-")
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+import jax  # noqa: E402 (after the settings above, which JAX reads when it starts)
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
