@@ -687,10 +687,13 @@ def _total_bwd(opts, res, g):
 
 _fused_total.defvjp(_total_fwd, _total_bwd, symbolic_zeros=True)
 
-# Each kernel is one compiled program (as the cross-entropy kernels are, see _xent_kernel): an eager call
-# dispatches once instead of tracing and compiling its token and vocabulary loops again on every call.
+# The streaming kernel is one compiled program (as the cross-entropy kernels are, see _xent_kernel): an eager
+# call dispatches once instead of tracing and compiling its vocabulary loop again on every call. The
+# eager-gradient kernel is not wrapped: its forward reads which inputs are differentiated (symbolic zeros),
+# and under an enclosing jit that choice was reused across differentiations of different arguments
+# (tests/test_linear_cross_entropy.py::test_gradients_of_different_arguments_in_turn).
 fused_loss = jax.jit(_fused_loss, static_argnums=(7,))
-fused_total = jax.jit(_fused_total, static_argnums=(7,))
+fused_total = _fused_total
 
 
 # --------------------------------------------------------------------------
@@ -799,7 +802,7 @@ def _prepare(embeddings, classifier, targets, *, bias, weight, ignore_index, lab
   axes = _varying_axes(h2, tgt2, counted2) | frozenset(() if axis is None else (axis,))
   per_class = tuple(_vary(x, axes) for x in (w_cls.astype(dt), b, w_arr))
   opts = _Options(eps, z, block, cap, axis, probs)
-  eager_ok = block_size is None and axis is None and isinstance(num_tokens, int)
+  eager_ok = block_size is None and axis is None and isinstance(num_tokens, int) and num_tokens > 0
   return _Prepared((h2, *per_class, tgt2, counted2, bad2), opts, shape, counted, normalizer, eager_ok)
 
 

@@ -10,6 +10,7 @@ those two sums, so a weighted mean is computed in exactly one way.
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import jax
@@ -79,9 +80,20 @@ def reduce(
   """
   if reduction == "none":
     return per_element
-  total, denom = sum_and_normalizer(per_element, normalizer, reduction)
-  if summed_over:
-    total, denom = jax.lax.psum((total, denom), summed_over)
+  if not summed_over:
+    return _reduced(per_element, normalizer, reduction, nan_on_zero)
+  total, denom = jax.lax.psum(sum_and_normalizer(per_element, normalizer, reduction), summed_over)
+  return _divided(total, denom, reduction, nan_on_zero)
+
+
+def _divided(total: jax.Array, denom: jax.Array, reduction: str, nan_on_zero: bool) -> jax.Array:
   if reduction == "sum":
     return total
   return divide(total, denom, safe=reduction == "safe_mean", nan_on_zero=nan_on_zero)
+
+
+# One compiled program, as the kernels are: an eager call dispatches once, not once per operation (each eager
+# operation compiles on its own for every new shape); under the caller's jit it is inlined.
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _reduced(per_element: jax.Array, normalizer: jax.Array, reduction: str, nan_on_zero: bool) -> jax.Array:
+  return _divided(*sum_and_normalizer(per_element, normalizer, reduction), reduction, nan_on_zero)

@@ -33,10 +33,12 @@ GUIDE_PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
 
 
 def _run(tmp_path: Path, name: str, code: str) -> None:
-  """Runs ``code`` as a script in a fresh interpreter, with no JAX or XLA settings inherited."""
+  """Runs ``code`` as a script in a fresh interpreter, with no JAX or XLA settings inherited but the run's
+  compilation cache (tests/conftest.py), which reuses compiled programs and changes no result."""
   script = tmp_path / name
   script.write_text(code)
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "XLA_"))}
+  env = {k: v for k, v in os.environ.items()
+         if not k.startswith(("JAX_", "XLA_")) or k.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
   proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
                         capture_output=True, text=True, timeout=300, check=False)
   assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{code}\n{proc.stdout}\n{proc.stderr}"

@@ -428,6 +428,11 @@ def test_empty_batches_in_every_front_door(shape):
            else optax.losses.softmax_cross_entropy)(x, labels)
     assert out.shape == ref.shape == shape[:-1]
   assert np.all(np.asarray(jax.grad(lambda a: jaxnll.cross_entropy(a, y, reduction="sum"))(x)) == 0)
+  for reduction in ("mean", "sum"):  # torch: zero gradients for the embeddings and the classifier
+    def lce(a, c, reduction=reduction):
+      return jaxnll.linear_cross_entropy(a, c, y, reduction=reduction)
+    assert jax.grad(lce)(x, jnp.eye(3)).shape == shape
+    assert np.all(np.asarray(jax.grad(lce, argnums=1)(x, jnp.eye(3))) == 0)
 
 
 # --------------------------------------------------------------------------

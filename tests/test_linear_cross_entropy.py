@@ -133,6 +133,29 @@ def test_matches_torch_linear_then_cross_entropy(reduction):
     np.testing.assert_allclose(np.asarray(g), t.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_gradients_of_different_arguments_in_turn(bias):
+  # Each differentiation computes only the gradients it is asked for; one taken under jax.checkpoint or jit,
+  # then another with respect to a different argument, must not reuse the first one's choice (a classifier of
+  # the embeddings' shape once got the classifier's gradient where the embeddings' was asked for).
+  rng = np.random.default_rng(5)
+  h, w_cls, b, y = _problem(rng, (8,), 4, 8, np.float32, drop=0.0)
+  ht, wt, bt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (h, w_cls, b))
+  F.cross_entropy(F.linear(ht, wt, bt if bias else None), torch.from_numpy(y)).backward()
+  refs = [t.grad for t in (ht, wt, bt)]
+
+  def total(h_, w_, *b_):
+    return jaxnll.linear_cross_entropy(h_, w_, y, bias=b_[0] if b_ else None)
+
+  args = (h, w_cls, b) if bias else (h, w_cls)
+  identity = lambda f: f
+  for arg, wrap in [(0, jax.checkpoint), (1, identity), (0, identity), (1, jax.jit), (0, jax.jit), (-1, jax.checkpoint),
+                    (0, identity)]:
+    arg = arg % len(args)
+    got = jax.grad(wrap(total), argnums=arg)(*args)
+    np.testing.assert_allclose(got, refs[arg].numpy(), rtol=1e-5, atol=1e-6, err_msg=f"{wrap} argnums={arg}")
+
+
 def test_bfloat16_inputs_accumulate_in_float32():
   rng = np.random.default_rng(0)
   h, w_cls, _, y = _problem(rng, (64,), 32, 300, np.float32, drop=0.0)
