@@ -1047,7 +1047,7 @@ class LinearCrossEntropyLoss(LossObject):
     >>> h = jnp.array([[0.5, -1.0], [2.0, 0.25]])
     >>> W = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     >>> loss(h, W, jnp.array([2, 0]))
-    Array(1.1984843, dtype=float32)
+    Array(1.1984842, dtype=float32)
   """
 
   in_features: int | None = None
