@@ -602,12 +602,29 @@ def _fused_total(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
   differentiated get gradients computed. Needs a static token count and no
   ``opts.vocab_axis``.
   """
+  return _streamed_total(h, w_cls, bias, w, tgt, counted, bad, opts)
+
+
+@functools.partial(jax.jit, static_argnums=(7,))
+def _streamed_total(h, w_cls, bias, w, tgt, counted, bad, opts):
   return jnp.sum(_loss(h, w_cls, bias, w, tgt, counted, bad, opts)[0])
 
 
 def _total_fwd(h, w_cls, bias, w, tgt, counted, bad, opts):
-  need_h, need_wc, need_b, need_w, need_t = (_perturbed(a) for a in (h, w_cls, bias, w, tgt))
+  needs = tuple(_perturbed(a) for a in (h, w_cls, bias, w, tgt))
   h, w_cls, bias, w, tgt, counted, bad = (_value(a) for a in (h, w_cls, bias, w, tgt, counted, bad))
+  total, grads = _total_and_gradients(h, w_cls, bias, w, tgt, counted, bad, opts, needs)
+  # Zero-size arrays carry the inputs' dtypes to the backward.
+  dtypes = tuple(None if a is None else jnp.zeros((0,), a.dtype) for a in (h, w_cls, bias, w, tgt))
+  return total, (grads, dtypes, counted)
+
+
+# One compiled program per set of differentiated inputs (a static argument, so a program computing one set of
+# gradients is never reused for another): an eager gradient dispatches once instead of tracing and compiling
+# its token loop again on every call; under the caller's jit it is inlined.
+@functools.partial(jax.jit, static_argnums=(7, 8))
+def _total_and_gradients(h, w_cls, bias, w, tgt, counted, bad, opts, needs):
+  need_h, need_wc, need_b, need_w, need_t = needs
   num_tokens = h.shape[0]
   vocab_size = w_cls.shape[0]
   vocab = _Vocab.of(vocab_size, None)
@@ -660,9 +677,7 @@ def _total_fwd(h, w_cls, bias, w, tgt, counted, bad, opts):
   init = (jnp.zeros((), ct), zeros(need_h, h.shape), zeros(need_wc, w_cls.shape),
           zeros(need_b, (vocab_size,)), zeros(need_w, (vocab_size,)), zeros(need_t, tgt.shape))
   total, *grads = _for_each_tile(num_tokens, size, chunk_body, init, _varying_axes(h, w_cls, bias, w, tgt))
-  # Zero-size arrays carry the inputs' dtypes to the backward.
-  dtypes = tuple(None if a is None else jnp.zeros((0,), a.dtype) for a in (h, w_cls, bias, w, tgt))
-  return total, (tuple(grads), dtypes, counted)
+  return total, tuple(grads)
 
 
 def _total_bwd(opts, res, g):
@@ -689,9 +704,10 @@ _fused_total.defvjp(_total_fwd, _total_bwd, symbolic_zeros=True)
 
 # The streaming kernel is one compiled program (as the cross-entropy kernels are, see _xent_kernel): an eager
 # call dispatches once instead of tracing and compiling its vocabulary loop again on every call. The
-# eager-gradient kernel is not wrapped: its forward reads which inputs are differentiated (symbolic zeros),
-# and under an enclosing jit that choice was reused across differentiations of different arguments
-# (tests/test_linear_cross_entropy.py::test_gradients_of_different_arguments_in_turn).
+# eager-gradient kernel is not wrapped as a whole: its forward reads which inputs are differentiated (symbolic
+# zeros), and a jit around the custom_vjp reused one choice across differentiations of different arguments
+# (tests/test_linear_cross_entropy.py::test_gradients_of_different_arguments_in_turn); its value and its
+# forward are compiled inside it instead, with that choice a static argument.
 fused_loss = jax.jit(_fused_loss, static_argnums=(7,))
 fused_total = _fused_total
 
@@ -1047,7 +1063,7 @@ class LinearCrossEntropyLoss(LossObject):
     >>> h = jnp.array([[0.5, -1.0], [2.0, 0.25]])
     >>> W = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     >>> loss(h, W, jnp.array([2, 0]))
-    Array(1.1984842, dtype=float32)
+    Array(1.1984843, dtype=float32)
   """
 
   in_features: int | None = None
