@@ -543,6 +543,9 @@ def _fused_bwd(opts, res, g):
 
 
 _fused_loss.defvjp(_fused_fwd, _fused_bwd)
+# One compiled program (as the cross-entropy kernels are, see _xent_kernel): an eager call dispatches once
+# instead of tracing and compiling its vocabulary loop again on every call; under the caller's jit it is inlined.
+fused_loss = jax.jit(_fused_loss, static_argnums=(7,))
 
 
 # --------------------------------------------------------------------------
@@ -592,8 +595,8 @@ def _perturbed(x) -> bool:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
-def _fused_total(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
-  """``Σ_n _fused_loss(...)_n``, a scalar, for the same arguments.
+def fused_total(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
+  """``Σ_n fused_loss(...)_n``, a scalar, for the same arguments.
 
   Evaluated alone it is the streaming pass. Under differentiation the forward
   pass tiles the tokens instead (every class at once) and computes each
@@ -602,12 +605,7 @@ def _fused_total(h, w_cls, bias, w, tgt, counted, bad, opts: _Options):
   differentiated get gradients computed. Needs a static token count and no
   ``opts.vocab_axis``.
   """
-  return _streamed_total(h, w_cls, bias, w, tgt, counted, bad, opts)
-
-
-@functools.partial(jax.jit, static_argnums=(7,))
-def _streamed_total(h, w_cls, bias, w, tgt, counted, bad, opts):
-  return jnp.sum(_loss(h, w_cls, bias, w, tgt, counted, bad, opts)[0])
+  return jnp.sum(fused_loss(h, w_cls, bias, w, tgt, counted, bad, opts))
 
 
 def _total_fwd(h, w_cls, bias, w, tgt, counted, bad, opts):
@@ -700,16 +698,11 @@ def _total_bwd(opts, res, g):
   return (*(scaled(a, d, r) for a, d, r in zip(grads, dtypes, per_token, strict=True)), None, None)
 
 
-_fused_total.defvjp(_total_fwd, _total_bwd, symbolic_zeros=True)
-
-# The streaming kernel is one compiled program (as the cross-entropy kernels are, see _xent_kernel): an eager
-# call dispatches once instead of tracing and compiling its vocabulary loop again on every call. The
-# eager-gradient kernel is not wrapped as a whole: its forward reads which inputs are differentiated (symbolic
+# Not wrapped in jit as a whole, as fused_loss is: its forward reads which inputs are differentiated (symbolic
 # zeros), and a jit around the custom_vjp reused one choice across differentiations of different arguments
-# (tests/test_linear_cross_entropy.py::test_gradients_of_different_arguments_in_turn); its value and its
-# forward are compiled inside it instead, with that choice a static argument.
-fused_loss = jax.jit(_fused_loss, static_argnums=(7,))
-fused_total = _fused_total
+# (tests/test_linear_cross_entropy.py::test_gradients_of_different_arguments_in_turn). Its value is the
+# compiled fused_loss, and its forward _total_and_gradients, with that choice a static argument.
+fused_total.defvjp(_total_fwd, _total_bwd, symbolic_zeros=True)
 
 
 # --------------------------------------------------------------------------
