@@ -247,7 +247,7 @@ def _weighted_shifted_sum(x, m, keep, wf, axis):
   return lax.cond(jnp.max(jnp.abs(m), initial=0.0) > _CANCELLATION_SHIFT, direct, product, x, m)
 
 
-def _scatters_target(shape: tuple, axis: int) -> bool:
+def _scatters_target(x: jax.Array, axis: int) -> bool:
   """Whether the target logit's tangent is gathered (its cotangent scattered) rather than selected.
 
   In reverse mode the target term ``-g · [c == y]`` then becomes one scatter of a value per row into the
@@ -255,13 +255,15 @@ def _scatters_target(shape: tuple, axis: int) -> bool:
   pass: faster for long rows along the last axis (benchmarks/bench_sweep.py, quiet runs: row 2, [8192, 1000],
   1.13-1.18x optax before, 0.99-1.00x after; row 14, per-example gradients at [2048, 1000], 1.17-1.39x before,
   0.87-1.01x after); slower for short rows or a class axis that is not the last (rows 1 and 5: 0.85x optax
-  with the compare, 1.15-1.18x with the scatter). The price is compilation: XLA:CPU compiles the scatter in
-  about 30 ms more (row 9). Half-precision logits keep the compare: their gradient's scatter is slower (row 6,
-  bf16: 1.00-1.05x jaxnll's float32 time with the compare, 1.34-1.36x with the scatter). The front doors clip
-  the indices into ``[0, C)`` (out-of-range targets are flagged by ``bad``), so the gather is promised in bounds.
+  with the compare, 1.15-1.18x with the scatter, measured side by side). The price is compilation: XLA:CPU
+  compiles the scatter in about 30 ms more (row 9). Half-precision logits keep the compare: their gradient's
+  scatter is slower (row 6, bf16: 1.00-1.05x jaxnll's float32 time with the compare, 1.34-1.36x with the
+  scatter). The front doors clip the indices into ``[0, C)`` (out-of-range targets are flagged by ``bad``),
+  so the gather is promised in bounds.
   """
-  classes = shape[axis]
-  return axis == len(shape) - 1 and isinstance(classes, int) and classes >= _SHORT_ROW
+  classes = x.shape[axis]
+  return (axis == x.ndim - 1 and isinstance(classes, int) and classes >= _SHORT_ROW
+          and x.dtype == compute_dtype(x.dtype))
 
 
 def _class_weights(w: jax.Array | None, num_classes, ct) -> jax.Array:
@@ -355,7 +357,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
       # the scale (e >= 0 is finite for a counted row without NaN).
       scale = (coef.softmax + nan_row) / jnp.where(keep, soft.total, one)
       t = scale * jnp.sum(soft.e * dxf, axis=axis, keepdims=True)
-    if _scatters_target(x.shape, axis) and x.dtype == ct:
+    if _scatters_target(x, axis):
       x_y_tangent = jnp.take_along_axis(dxf, _expand(index, axis), axis=axis, mode="promise_in_bounds")
     else:
       x_y_tangent = jnp.sum(jnp.where(fwd.is_target, dxf, zero), axis=axis, keepdims=True)
