@@ -23,8 +23,10 @@ logits at a time, in one of two ways:
   once (a ``[T, V]`` tile), computes each chunk's loss *and* its gradients with
   the same shared formulas, and the backward only scales them by the
   cotangent: three matrix products, the least possible, and one ``exp`` per
-  logit. Memory: the tile and its ``exp`` (about 32 MiB on CPU), plus, for
-  bf16/f16 classifiers, the float32 ``[V, D]`` gradient accumulator.
+  logit. Memory: the tile (about 32 MiB on CPU); with class-index targets
+  and no bias, softcap or label smoothing its ``exp`` is written over it,
+  otherwise beside it (twice that); plus, for bf16/f16 classifiers, the
+  float32 ``[V, D]`` gradient accumulator.
 """
 
 from __future__ import annotations
@@ -254,19 +256,24 @@ def _start(rows, ct, opts) -> _Running:
 def _update(run: _Running, x, start, size, y_local, factors: _Block, opts) -> tuple[_Running, jax.Array]:
   """Folds the logits ``x`` of classes ``[start, start + size)`` into ``run``;
   also returns ``exp(x - shift)`` at the new shift."""
-  new_max = jnp.maximum(run.max, jnp.max(x, axis=1))
-  # Shifts are kept finite (0 for an all -inf row; NaN for +inf, as in
-  # cross_entropy) so there is no inf - inf.
-  old_shift, new_shift = finite_shift(run.max), finite_shift(new_max)
-  shifted = x - new_shift[:, None]
-  e = jnp.exp(shifted)
-  total = run.sum * jnp.exp(old_shift - new_shift) + jnp.sum(e, axis=1)
+  tile_max = jnp.max(x, axis=1)
   x_y, wx, seen = run.x_y, run.wx, run.seen
   if not opts.probs:
     local = y_local - start
     inside = (local >= 0) & (local < size)
     picked = jnp.take_along_axis(x, jnp.clip(local, 0, size - 1)[:, None], axis=1)[:, 0]
     x_y = jnp.where(inside, picked, x_y)
+    # The max is never below the target logit, so this changes no value; it
+    # makes the exp below wait for the target logit's read, and XLA can then
+    # write the exp over the tile (one [rows, size] buffer instead of two).
+    tile_max = jnp.maximum(tile_max, jnp.where(inside, picked, jnp.array(-jnp.inf, x.dtype)))
+  new_max = jnp.maximum(run.max, tile_max)
+  # Shifts are kept finite (0 for an all -inf row; NaN for +inf, as in
+  # cross_entropy) so there is no inf - inf.
+  old_shift, new_shift = finite_shift(run.max), finite_shift(new_max)
+  shifted = x - new_shift[:, None]
+  e = jnp.exp(shifted)
+  total = run.sum * jnp.exp(old_shift - new_shift) + jnp.sum(e, axis=1)
   mass = factors.mass
   if mass is not None:
     # Σ m_c (x_c - shift), moved to the new shift: the correction is the
@@ -946,8 +953,9 @@ def linear_cross_entropy(
   Two strategies (see the module docstring): for ``'mean'``, ``'sum'`` and
   ``'safe_mean'`` with ``block_size=None`` the gradients are formed in the
   forward pass over chunks of tokens (three matrix products, as many as the
-  materializing path; memory: a ``[T, V]`` tile of about 32 MiB and its ``exp``,
-  and for bf16/f16 a float32 ``[V, D]`` accumulator). Otherwise (``'none'``, an explicit ``block_size``,
+  materializing path; memory: a ``[T, V]`` tile of about 32 MiB, twice that
+  with a bias, softcap, smoothing or probability targets, and for bf16/f16 a
+  float32 ``[V, D]`` accumulator). Otherwise (``'none'``, an explicit ``block_size``,
   ``vocab_axis``, a symbolic token count) the pass streams blocks of classes
   and the backward recomputes the logits (four matrix products; memory: a few
   ``[N, block]`` tiles). Evaluated without differentiation, both are one

@@ -282,6 +282,30 @@ def test_compiled_temporary_memory_stays_at_block_size():
   assert fused <= 4 * n * 256 * 4 + 2 * n * d * 4, (fused, materialized)
 
 
+def test_eager_gradients_hold_one_logits_tile():
+  # The default path ('mean') tiles the tokens with every class: with class indices
+  # (weights, ignore_index and z_loss included) the exp is written over the tile,
+  # so the program holds one [T, V] array; a bias, label smoothing or a softcap
+  # keep the logits beside it (two). Deterministic, from the compiled program.
+  n, d, v = 1024, 64, 16384
+  tokens = lce.eager_chunk(n, v)
+  tile = tokens * v * 4
+  assert tokens < n  # several tiles
+  args = (jax.ShapeDtypeStruct((n, d), jnp.float32), jax.ShapeDtypeStruct((v, d), jnp.float32),
+          jax.ShapeDtypeStruct((n,), jnp.int32), jax.ShapeDtypeStruct((v,), jnp.float32))
+
+  def temp(**opts):
+    fn = lambda h, w, y, b: jaxnll.linear_cross_entropy(h, w, y, **opts)
+    compiled = jax.jit(jax.value_and_grad(fn, argnums=(0, 1))).lower(*args).compile()
+    return compiled.memory_analysis().temp_size_in_bytes
+
+  # Besides the tiles: a block of the classifier's gradient (4 MiB) and [T, D] slices.
+  extra = lce._DW_ELEMENTS * 4 + 4 * tokens * d * 4
+  one = temp(weight=jnp.linspace(0.5, 2.0, v), ignore_index=3, z_loss=1e-4)
+  assert tile <= one <= tile + extra, (one, tile)
+  assert 2 * tile <= temp(label_smoothing=0.1) <= 2 * tile + extra
+
+
 # --------------------------------------------------------------------------
 # torch 2.13's F.linear_cross_entropy and nn.LinearCrossEntropyLoss, for real.
 
