@@ -290,15 +290,15 @@ def matmul_skeletons(n: int, v: int):
 
   * ``3 dots``: the materializing path's logits, ``dX @ W`` and ``dX.T @ h`` at full size;
   * ``3 tiled``: the fused path's structure (gradients formed in the forward), over tiles of
-    ``eager_chunk(n, v)`` tokens: each tile's logits, ``dX @ W`` for its rows of ``dh``, and ``dX.T @ h``
+    ``eager_chunk(n, v, 1)`` tokens: each tile's logits, ``dX @ W`` for its rows of ``dh``, and ``dX.T @ h``
     added into the whole ``[V, D]`` accumulator (jaxnll's own blocked accumulation).
 
   Their time ratio is what tiling the tokens costs on this machine (the accumulator is read and
   written once per tile): the bound on fused / materializing that no elementwise tuning removes.
   """
-  from jaxnll._linear_cross_entropy import _accumulate_classifier_grad, eager_chunk
+  from jaxnll._linear_cross_entropy import _accumulate_classifier_grad, eager_arrays, eager_chunk
 
-  size = eager_chunk(n, v)
+  size = eager_chunk(n, v, eager_arrays(False, 0.0, None, False))  # the rows' case: class indices, no options
 
   def three(h, w):
     g = _dot_t(h, w) * 1e-3

@@ -61,12 +61,18 @@ _MIN_BLOCK = 128
 _SYMBOLIC_TOKENS = 4096
 # Backward tiles span at most this many float32 entries of the embeddings' gradient (16 MiB).
 _CHUNK_ELEMENTS = 1 << 22
-# Eager gradients: at most this many float32 logits per [T, V] tile (32 MiB). Each
-# tile of T tokens reads and writes the whole [V, D] gradient accumulator once, so
-# fewer tokens per tile cost more passes over it (benchmarks/bench_sweep.py rows 10
-# and 15 on CPU, vs the materializing path: 1.01-1.02x and 1.17-1.18x with 32 MiB
-# tiles; the rows' "3 tiled / 3 full" note times that bound).
+# Eager gradients: a tile step holds one or two [T, V] float32 arrays: the logits
+# and their exp, which XLA writes over the logits unless something still reads
+# them after it (a bias, a softcap, label smoothing, probability targets; see
+# eager_arrays). Two arrays: at most this many entries each (2 x 32 MiB). Each tile
+# of T tokens reads and writes the whole [V, D] gradient accumulator once, so fewer
+# tokens per tile cost more passes over it (benchmarks/bench_sweep.py rows 10 and 15
+# on CPU; the rows' "3 tiled / 3 full" note times that bound).
 _EAGER_ELEMENTS = 1 << 23
+# One array: at most this many entries (56 MiB), so that with the classifier
+# gradient's block beside it (with two arrays it takes the logits' place once
+# they are read) the step's temporaries stay below the two-array step's.
+_EAGER_ONE_ARRAY_ELEMENTS = 7 << 21
 _EAGER_ALIGN = 8
 # Eager gradients: the classifier's gradient is accumulated in blocks of this many float32 entries (4 MiB).
 _DW_ELEMENTS = 1 << 20
@@ -85,14 +91,31 @@ def default_block_size(num_tokens: int, vocab_size: int, platform: str | None = 
   return min(b, vocab_size)
 
 
-def eager_chunk(num_tokens: int, vocab_size: int) -> int:
-  """Tokens per ``[T, V]`` tile of the eager-gradient path: as many as fit
-  ``_EAGER_ELEMENTS`` float32 logits (a multiple of 8 when more than 8), at
-  least 1 and at most ``num_tokens``."""
-  t = max(1, _EAGER_ELEMENTS // max(vocab_size, 1))
+def eager_arrays(probs: bool, eps: float, softcap: float | None, bias: bool) -> int:
+  """How many ``[T, V]`` float32 arrays an eager-gradient tile step holds: one
+  (the ``exp`` written over the logits) for class-index targets without label
+  smoothing, softcap or bias, else two (something reads the logits after
+  their ``exp``). tests/test_linear_cross_entropy.py checks both counts in the
+  compiled program."""
+  return 2 if probs or eps > 0 or softcap is not None or bias else 1
+
+
+def eager_chunk(num_tokens: int, vocab_size: int, arrays: int = 2) -> int:
+  """Tokens per ``[T, V]`` tile of the eager-gradient path, for ``arrays``
+  arrays (:func:`eager_arrays`): as many as fit their budget of float32
+  entries, balanced over the tiles they need (a multiple of 8 when more than
+  8), at least 1 and at most ``num_tokens``."""
+  budget = _EAGER_ONE_ARRAY_ELEMENTS if arrays == 1 else _EAGER_ELEMENTS
+  t = max(1, budget // max(vocab_size, 1))
   if t > _EAGER_ALIGN:
     t = t // _EAGER_ALIGN * _EAGER_ALIGN
-  return max(1, min(num_tokens, t))
+  t = min(num_tokens, t)
+  # As few tiles, of as equal a size as the alignment allows: the last tile
+  # overlaps the one before it, and its tokens there are computed twice.
+  t_even = -(-num_tokens // -(-num_tokens // t))
+  if t_even > _EAGER_ALIGN:
+    t_even = -(-t_even // _EAGER_ALIGN) * _EAGER_ALIGN
+  return max(1, min(t, t_even))
 
 
 def _blocks(vocab_size: int, block: int) -> tuple[int, int]:
@@ -638,7 +661,7 @@ def _total_and_gradients(h, w_cls, bias, w, tgt, counted, bad, opts, needs):
   need_t = need_t and opts.probs
   need_b = need_b and bias is not None
 
-  size = eager_chunk(num_tokens, vocab_size)
+  size = eager_chunk(num_tokens, vocab_size, eager_arrays(opts.probs, opts.eps, opts.softcap, bias is not None))
 
   def chunk_body(t0, first, carry):
     total, dh, dw_cls, dbias, dw, dt = carry

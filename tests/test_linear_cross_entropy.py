@@ -81,14 +81,14 @@ def _token_tiles(tokens, dim=None, vocab=None):
   """Tiles of ``tokens`` tokens (``None``: the default budgets) inside the block, for
   the streaming backward (``[tokens, D]``) and the eager gradients (``[tokens, V]``; any
   vocabulary up to ``vocab``) alike. Read when tracing."""
-  defaults = lce._CHUNK_ELEMENTS, lce._EAGER_ELEMENTS
+  defaults = lce._CHUNK_ELEMENTS, lce._EAGER_ELEMENTS, lce._EAGER_ONE_ARRAY_ELEMENTS
   if tokens is not None:
     lce._CHUNK_ELEMENTS = tokens * (dim or 1)
-    lce._EAGER_ELEMENTS = tokens * (vocab or 1)
+    lce._EAGER_ELEMENTS = lce._EAGER_ONE_ARRAY_ELEMENTS = tokens * (vocab or 1)
   try:
     yield
   finally:
-    lce._CHUNK_ELEMENTS, lce._EAGER_ELEMENTS = defaults
+    lce._CHUNK_ELEMENTS, lce._EAGER_ELEMENTS, lce._EAGER_ONE_ARRAY_ELEMENTS = defaults
 
 
 # Every example compiles a new program (its options are static): half the profile's
@@ -288,9 +288,9 @@ def test_eager_gradients_hold_one_logits_tile():
   # so the program holds one [T, V] array; a bias, label smoothing or a softcap
   # keep the logits beside it (two). Deterministic, from the compiled program.
   n, d, v = 1024, 64, 16384
-  tokens = lce.eager_chunk(n, v)
+  tokens = lce.eager_chunk(n, v, lce.eager_arrays(False, 0.0, None, False))
+  assert tokens == lce.eager_chunk(n, v, lce.eager_arrays(False, 0.1, None, False)) < n  # same tiles, several
   tile = tokens * v * 4
-  assert tokens < n  # several tiles
   args = (jax.ShapeDtypeStruct((n, d), jnp.float32), jax.ShapeDtypeStruct((v, d), jnp.float32),
           jax.ShapeDtypeStruct((n,), jnp.int32), jax.ShapeDtypeStruct((v,), jnp.float32))
 
