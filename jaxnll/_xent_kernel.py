@@ -27,7 +27,8 @@ Numerics, decided here for every front door:
   (NaN and ±inf included), whatever cotangent reaches them (an all-ignored
   mean sends NaN).
 * A NaN anywhere in a counted row, or a ``+inf`` logit (whose softmax is
-  undefined), gives a NaN loss and NaN gradient row, as in torch and optax.
+  undefined), gives a NaN loss and NaN gradient row, as in torch (optax's
+  loss is +inf when that logit is not the target's, NaN when it is).
 * A counted class index outside ``[0, C)`` gives a NaN loss, a NaN gradient
   row and NaN tangents (for that element only).
 * For probability targets a term whose coefficient is zero contributes zero
