@@ -23,10 +23,10 @@ logits at a time, in one of two ways:
   once (a ``[T, V]`` tile), computes each chunk's loss *and* its gradients with
   the same shared formulas, and the backward only scales them by the
   cotangent: three matrix products, the least possible, and one ``exp`` per
-  logit. Memory: the tile (about 32 MiB on CPU); with class-index targets
-  and no bias, softcap or label smoothing its ``exp`` is written over it,
-  otherwise beside it (twice that); plus, for bf16/f16 classifiers, the
-  float32 ``[V, D]`` gradient accumulator.
+  logit. Memory on CPU: with class-index targets, float32 inputs and no bias,
+  softcap or label smoothing, one tile of about 56 MiB, its ``exp`` written
+  over it; otherwise two of about 32 MiB (the ``exp`` beside the logits);
+  plus, for bf16/f16 classifiers, the float32 ``[V, D]`` gradient accumulator.
 """
 
 from __future__ import annotations
@@ -91,13 +91,15 @@ def default_block_size(num_tokens: int, vocab_size: int, platform: str | None = 
   return min(b, vocab_size)
 
 
-def eager_arrays(probs: bool, eps: float, softcap: float | None, bias: bool) -> int:
-  """How many ``[T, V]`` float32 arrays an eager-gradient tile step holds: one
-  (the ``exp`` written over the logits) for class-index targets without label
-  smoothing, softcap or bias, else two (something reads the logits after
-  their ``exp``). tests/test_linear_cross_entropy.py checks both counts in the
+def eager_arrays(probs: bool, eps: float, softcap: float | None, bias: bool, half: bool = False) -> int:
+  """How many ``[T, V]`` arrays an eager-gradient tile step is budgeted for:
+  one (the float32 ``exp`` written over the logits) for class-index targets
+  without label smoothing, softcap or bias and float32/float64 inputs, else
+  two (something reads the logits after their ``exp``, or ``half``: bf16/f16
+  inputs, whose products also take a half-precision copy of the tile's
+  gradient). tests/test_linear_cross_entropy.py checks the counts in the
   compiled program."""
-  return 2 if probs or eps > 0 or softcap is not None or bias else 1
+  return 2 if probs or eps > 0 or softcap is not None or bias or half else 1
 
 
 def eager_chunk(num_tokens: int, vocab_size: int, arrays: int = 2) -> int:
@@ -382,11 +384,13 @@ class _Rows(NamedTuple):
 
 
 def _rows(h, counted, st: _Statistics, coef, y_local) -> _Rows:
-  # exp(x - lse) of a row whose lse is not finite is never used (not counted,
-  # or NaN anyway through coef.nan_row / an inf loss); keep it finite. NaN
-  # rows ride on the softmax factor: exp(...) >= 0 is finite, so NaN * it is NaN.
-  return _Rows(h, counted, finite_shift(st.lse), st.lse, coef.softmax + coef.nan_row, coef.smooth, coef.target,
-               y_local)
+  # exp(x - lse) is taken at a finite shift (0 where lse is not finite). NaN
+  # rows ride on the softmax factor: exp(...) >= 0 is finite, so NaN * it is
+  # NaN. That includes a counted row of -inf logits, whose loss is NaN (its
+  # exp(x - 0) is 0 everywhere and would leave a finite gradient).
+  empty = jnp.where(counted & (st.lse == -jnp.inf), jnp.array(jnp.nan, st.lse.dtype), jnp.zeros((), st.lse.dtype))
+  return _Rows(h, counted, finite_shift(st.lse), st.lse, coef.softmax + coef.nan_row + empty, coef.smooth,
+               coef.target, y_local)
 
 
 def _tile_grad(x, start, rows: _Rows, factors: _Block, opts, softmax=None):
@@ -565,6 +569,8 @@ def _fused_bwd(opts, res, g):
   dh, dw_cls, dbias, dw_part, dt = _for_each_block(vocab_size, opts.block, vocab_block, init, varying)
 
   dh = vocab.total(dh)  # each shard of the vocabulary contributed its part
+  # Tokens not counted get exactly 0, even where 0 * a non-finite classifier entry is NaN.
+  dh = jnp.where(counted[:, None], dh, jnp.zeros((), dh.dtype))
   if opts.probs:
     dw = dw_part
   else:
@@ -661,7 +667,8 @@ def _total_and_gradients(h, w_cls, bias, w, tgt, counted, bad, opts, needs):
   need_t = need_t and opts.probs
   need_b = need_b and bias is not None
 
-  size = eager_chunk(num_tokens, vocab_size, eager_arrays(opts.probs, opts.eps, opts.softcap, bias is not None))
+  half = jnp.result_type(h, w_cls) != ct
+  size = eager_chunk(num_tokens, vocab_size, eager_arrays(opts.probs, opts.eps, opts.softcap, bias is not None, half))
 
   def chunk_body(t0, first, carry):
     total, dh, dw_cls, dbias, dw, dt = carry
@@ -976,9 +983,9 @@ def linear_cross_entropy(
   Two strategies (see the module docstring): for ``'mean'``, ``'sum'`` and
   ``'safe_mean'`` with ``block_size=None`` the gradients are formed in the
   forward pass over chunks of tokens (three matrix products, as many as the
-  materializing path; memory: a ``[T, V]`` tile of about 32 MiB, twice that
-  with a bias, softcap, smoothing or probability targets, and for bf16/f16 a
-  float32 ``[V, D]`` accumulator). Otherwise (``'none'``, an explicit ``block_size``,
+  materializing path; memory: one ``[T, V]`` tile of about 56 MiB, or two of
+  about 32 MiB with a bias, softcap, smoothing, probability targets or bf16/f16
+  inputs, and for bf16/f16 a float32 ``[V, D]`` accumulator). Otherwise (``'none'``, an explicit ``block_size``,
   ``vocab_axis``, a symbolic token count) the pass streams blocks of classes
   and the backward recomputes the logits (four matrix products; memory: a few
   ``[N, block]`` tiles). Evaluated without differentiation, both are one

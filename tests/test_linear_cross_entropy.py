@@ -477,6 +477,30 @@ def test_eager_gradients_keep_nan_rules_zero_rows_and_forward_over_reverse():
   assert np.all(np.isfinite(np.delete(np.asarray(gh), 3, axis=0)))
 
 
+def test_non_finite_rules_on_both_strategies():
+  # A counted token whose logits are all -inf has a NaN loss and a NaN gradient row (as torch and the
+  # materialized cross_entropy); an ignored token's embedding gradient is exactly 0 even where the classifier
+  # holds inf (0 * inf would be NaN). Both the eager gradients (default) and the streaming path (block_size).
+  h = jnp.array([[jnp.inf, 0.0], [0.3, 0.2], [1.0, 2.0]])
+  w_cls = jnp.array([[-1.0, 0.5], [-2.0, 1.0], [-0.5, -1.0]])  # token 0's logits: all -inf
+  y = jnp.array([1, 2, -100])
+  h_ok = h.at[0].set(0.5)
+  w_inf = w_cls.at[0, 1].set(jnp.inf)
+
+  @jax.jit
+  def run(h, h_ok, w_cls, w_inf, y):
+    out = {}
+    for name, opts in (("eager", {}), ("streaming", dict(block_size=2)), ("none", dict(reduction="none"))):
+      f = lambda a, b, o=opts: jnp.sum(jaxnll.linear_cross_entropy(a, b, y, **o))
+      out[name] = jax.value_and_grad(f, argnums=(0, 1))(h, w_cls), jax.grad(f)(h_ok, w_inf)
+    return out
+
+  for name, ((loss, (dh, dw)), dh_inf) in run(h, h_ok, w_cls, w_inf, y).items():
+    assert np.isnan(loss) and np.all(np.isnan(np.asarray(dh)[0])), name
+    assert np.all(np.isnan(np.asarray(dw))), name  # token 0's NaN row reaches every class
+    assert np.all(np.asarray(dh)[2] == 0) and np.all(np.asarray(dh_inf)[2] == 0), name
+
+
 def test_shape_polymorphic_export_with_every_option():
   (n,) = jax.export.symbolic_shape("b")
   rng = np.random.default_rng(24)
