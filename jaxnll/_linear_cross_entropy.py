@@ -49,7 +49,7 @@ from jaxnll._log_softmax import finite_shift, log_of_shifted_sum
 from jaxnll._loss_base import LossObject, LossTerms, register, set_field
 from jaxnll._reduction import Reduction
 from jaxnll._targets import class_targets
-from jaxnll._xent_kernel import _zero_safe_product, keep_rows, row_coefficients, row_loss, target_weight_grad
+from jaxnll._xent_kernel import _nan_where, _zero_safe_product, keep_rows, row_coefficients, row_loss, target_weight_grad
 
 # Default block: about this many float32 logits per [N, B] tile. On CPU a
 # cache-sized tile is fastest (2 MiB); on accelerators few, large matmuls are
@@ -111,13 +111,14 @@ def eager_chunk(num_tokens: int, vocab_size: int, arrays: int = 2) -> int:
   t = max(1, budget // max(vocab_size, 1))
   if t > _EAGER_ALIGN:
     t = t // _EAGER_ALIGN * _EAGER_ALIGN
-  t = min(num_tokens, t)
+  if num_tokens <= t:
+    return max(1, num_tokens)
   # As few tiles, of as equal a size as the alignment allows: the last tile
   # overlaps the one before it, and its tokens there are computed twice.
   t_even = -(-num_tokens // -(-num_tokens // t))
   if t_even > _EAGER_ALIGN:
     t_even = -(-t_even // _EAGER_ALIGN) * _EAGER_ALIGN
-  return max(1, min(t, t_even))
+  return min(t, t_even)
 
 
 def _blocks(vocab_size: int, block: int) -> tuple[int, int]:
@@ -388,7 +389,7 @@ def _rows(h, counted, st: _Statistics, coef, y_local) -> _Rows:
   # rows ride on the softmax factor: exp(...) >= 0 is finite, so NaN * it is
   # NaN. That includes a counted row of -inf logits, whose loss is NaN (its
   # exp(x - 0) is 0 everywhere and would leave a finite gradient).
-  empty = jnp.where(counted & (st.lse == -jnp.inf), jnp.array(jnp.nan, st.lse.dtype), jnp.zeros((), st.lse.dtype))
+  empty = _nan_where(counted & (st.lse == -jnp.inf), st.lse.dtype)
   return _Rows(h, counted, finite_shift(st.lse), st.lse, coef.softmax + coef.nan_row + empty, coef.smooth,
                coef.target, y_local)
 
