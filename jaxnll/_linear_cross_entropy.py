@@ -49,7 +49,14 @@ from jaxnll._log_softmax import finite_shift, log_of_shifted_sum
 from jaxnll._loss_base import LossObject, LossTerms, register, set_field
 from jaxnll._reduction import Reduction
 from jaxnll._targets import class_targets
-from jaxnll._xent_kernel import _nan_where, _zero_safe_product, keep_rows, row_coefficients, row_loss, target_weight_grad
+from jaxnll._xent_kernel import (
+  _nan_where,
+  _zero_safe_product,
+  keep_rows,
+  row_coefficients,
+  row_loss,
+  target_weight_grad,
+)
 
 # Default block: about this many float32 logits per [N, B] tile. On CPU a
 # cache-sized tile is fastest (2 MiB); on accelerators few, large matmuls are
