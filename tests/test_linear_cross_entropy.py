@@ -282,6 +282,20 @@ def test_compiled_temporary_memory_stays_at_block_size():
   assert fused <= 4 * n * 256 * 4 + 2 * n * d * 4, (fused, materialized)
 
 
+def test_eager_tiles_fit_their_budget_and_recompute_little():
+  # Tokens per eager tile: within the tile's budget, as few tiles as it allows, and
+  # balanced, so the last tile (which overlaps the one before) recomputes fewer
+  # tokens than there are tiles.
+  for n, v in [(4096, 50257), (2048, 32768), (100000, 128256), (12345, 1000), (7, 3), (3, 10**9)]:
+    for arrays in (1, 2):
+      t = lce.eager_chunk(n, v, arrays)
+      fit = (lce._EAGER_ONE_ARRAY_ELEMENTS if arrays == 1 else lce._EAGER_ELEMENTS) // v
+      tiles = -(-n // t)
+      assert 1 <= t <= n and (t <= fit or t == 1), (n, v, arrays, t)
+      assert tiles == max(1, -(-n // max(fit, 1))), (n, v, arrays, t)
+      assert tiles * t - n < tiles, (n, v, arrays, t)
+
+
 def test_eager_gradients_hold_one_logits_tile():
   # The default path ('mean') tiles the tokens with every class: with class indices
   # (weights, ignore_index and z_loss included) the exp is written over the tile,
