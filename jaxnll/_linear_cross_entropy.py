@@ -120,7 +120,7 @@ def eager_chunk(num_tokens: int, vocab_size: int, arrays: int = 2) -> int:
   # As few tiles as the budget allows, of equal size: the last tile overlaps the
   # one before it, and its tokens there are computed twice, so the size is not
   # rounded up further (at [4096, 1024, 50257], 274 tokens recompute 14 tokens;
-  # 280, a multiple of 8, recomputed 104 for products of the same speed per token).
+  # 280, a multiple of 8, recomputed 104).
   return -(-num_tokens // -(-num_tokens // t))
 
 
