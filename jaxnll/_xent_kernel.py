@@ -202,12 +202,22 @@ def row_coefficients(g, counted, bad, w_y, sum_w, lse, num_classes, eps, z) -> R
   where not counted, NaN ``nan_row`` where the target is out of range."""
   zero = jnp.zeros((), g.dtype)
   g = jnp.where(counted, g, zero)
-  target = g * (1.0 - eps) * w_y
+  # Per-row selects, not products with the masked g: an infinite or NaN class
+  # weight (on the class an ignored target is clipped to, or in Σ w) must not
+  # turn an uncounted row's zero into NaN (torch's gradient there is 0).
+  target = jnp.where(counted, g * (1.0 - eps) * w_y, zero)
   smooth = g * (eps / num_classes)
-  softmax = target + smooth * sum_w
+  softmax = target + smooth * sum_w if eps > 0 else target  # no 0 · inf from an infinite Σ w
   if z > 0:
     softmax = softmax + g * (2.0 * z) * lse
-  return RowCoefficients(softmax, target, smooth, _nan_where(bad, g.dtype))
+  return RowCoefficients(jnp.where(counted, softmax, zero), target, smooth, _nan_where(bad, g.dtype))
+
+
+def _nan_if(bad: jax.Array, linear: jax.Array) -> jax.Array:
+  """``NaN · linear`` where ``bad``, else exactly 0, linear in ``linear``. Selected on both sides of the
+  product, so neither an infinite tangent nor (in its transpose) an infinite cotangent elsewhere meets a 0."""
+  zero = jnp.zeros((), linear.dtype)
+  return jnp.where(bad, jnp.nan * jnp.where(bad, linear, zero), zero)
 
 
 def target_weight_grad(g, counted, bad, rel, x_y_rel, eps):
@@ -356,7 +366,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
   if not _is_zero(dx):
     dxf = dx.astype(ct)
     if soft is None:
-      t = nan_row * jnp.sum(dxf, axis=axis, keepdims=True)
+      t = _nan_if(bad_e, jnp.sum(dxf, axis=axis, keepdims=True))
     else:
       # Per-row scale first, then one pass over the logits; NaN rows ride on
       # the scale (e >= 0 is finite for a counted row without NaN).
@@ -376,7 +386,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
     if eps > 0:
       neg_lp = keep_rows(keep, rel - fwd.shifted, axis)
       t = t + coef.smooth * jnp.sum(neg_lp * _along(dwf, axis, x.ndim), axis=axis, keepdims=True)
-    t = t + nan_row * jnp.sum(dwf)
+    t = t + _nan_if(bad_e, jnp.sum(dwf))
     out = out + jnp.squeeze(t, axis)
   return fwd.loss, jnp.where(counted, out, jnp.zeros((), ct))
 

@@ -537,3 +537,48 @@ def test_an_out_of_range_class_under_jit_gives_a_whole_nan_gradient_row(scores):
     assert np.isnan(value) and np.all(np.isnan(grad))
   grad = jax.jit(jax.grad(lambda a: jaxnll.multilabel_margin_loss(a, jnp.array([[5, -1, 0]]), reduction="sum")))(x)
   assert np.all(np.isnan(grad))
+
+
+# --------------------------------------------------------------------------
+# A non-finite class weight or tangent where a row's coefficient is zero
+
+
+@pytest.mark.parametrize("fn", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("classes", [3, 64, 200])
+def test_a_non_finite_weight_on_an_ignored_targets_class_leaves_its_gradient_zero(fn, bad, classes):
+  # The ignored target is clipped to class 0 (ignore_index -100) or is class 0 itself; the
+  # weight there is inf or NaN. torch: the values and every gradient row agree, the ignored row is 0.
+  x = np.log(RNG.dirichlet(np.ones(classes), size=4)).astype(np.float32)
+  w = np.ones(classes, np.float32)
+  w[0] = bad
+  for ignore, y in ((-100, [1, 2, -100, 1]), (0, [1, 2, 0, 1])):
+    xt = _t(x, grad=True)
+    lt = getattr(F, fn)(xt, _t(np.array(y)), weight=_t(w), ignore_index=ignore, reduction="sum")
+    (gt,) = torch.autograd.grad(lt, xt)
+    loss = lambda a: getattr(jaxnll, fn)(a, jnp.asarray(y), weight=jnp.asarray(w), ignore_index=ignore,
+                                         reduction="sum")
+    value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(x))
+    np.testing.assert_allclose(float(value), lt.item(), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(grad), gt.numpy(), rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(grad)[2] == 0)
+
+
+@pytest.mark.parametrize("classes", [3, 64, 1000])
+def test_nll_tangent_ignores_non_finite_tangents_off_the_target_as_torch(classes):
+  # nll_loss(log p) with p = 0 at a class that is no row's target: log's tangent there is
+  # NaN (0 / 0) or inf; the loss depends on the targets' entries only (torch.func.jvp).
+  p = np.full((2, classes), 1.0 / (classes - 1), np.float32)
+  p[:, 1] = 0.0
+  y = np.array([0, 2])
+  dp = np.zeros_like(p)
+  dp[:, 0] = 1.0
+  dp[1, 1] = 1.0  # inf tangent of log p there
+  _, expected = torch.func.jvp(lambda q: F.nll_loss(torch.log(q), _t(y), reduction="sum"), (_t(p),), (_t(dp),))
+  f = lambda q: jaxnll.nll_loss(jnp.log(q), jnp.asarray(y), reduction="sum")
+  _, got = jax.jit(lambda q, t: jax.jvp(f, (q,), (t,)))(jnp.asarray(p), jnp.asarray(dp))
+  np.testing.assert_allclose(float(got), expected.item(), rtol=1e-5)
+  # An out-of-range target still makes its row's tangent NaN, whatever the tangent.
+  bad = lambda a: jaxnll.nll_loss(a, jnp.asarray([0, classes + 5]), reduction="none")
+  _, t = jax.jit(lambda a, d: jax.jvp(bad, (a,), (d,)))(jnp.log(jnp.asarray(p) + 0.1), jnp.zeros_like(p))
+  assert np.isfinite(float(t[0])) and np.isnan(float(t[1]))
