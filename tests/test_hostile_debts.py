@@ -556,9 +556,9 @@ def test_a_non_finite_weight_on_an_ignored_targets_class_leaves_its_gradient_zer
     xt = _t(x, grad=True)
     lt = getattr(F, fn)(xt, _t(np.array(y)), weight=_t(w), ignore_index=ignore, reduction="sum")
     (gt,) = torch.autograd.grad(lt, xt)
-    loss = lambda a: getattr(jaxnll, fn)(a, jnp.asarray(y), weight=jnp.asarray(w), ignore_index=ignore,
-                                         reduction="sum")
-    value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(x))
+    loss = lambda a, b, ignore=ignore: getattr(jaxnll, fn)(a, b, weight=jnp.asarray(w), ignore_index=ignore,
+                                                          reduction="sum")
+    value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(x), jnp.asarray(y))
     np.testing.assert_allclose(float(value), lt.item(), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(grad), gt.numpy(), rtol=1e-5, atol=1e-6)
     assert np.all(np.asarray(grad)[2] == 0)
