@@ -356,7 +356,6 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
   zero = jnp.zeros((), ct)
   keep = _expand(counted, axis)
   bad_e = _expand(bad, axis)
-  nan_row = _nan_where(bad_e, ct)
   soft = fwd.soft
   rel = zero if soft is None else soft.rel
   lse = zero if soft is None else soft.lse
@@ -370,7 +369,7 @@ def _class_index_jvp(axis, eps, z, normalize, primals, tangents):
     else:
       # Per-row scale first, then one pass over the logits; NaN rows ride on
       # the scale (e >= 0 is finite for a counted row without NaN).
-      scale = (coef.softmax + nan_row) / jnp.where(keep, soft.total, one)
+      scale = (coef.softmax + coef.nan_row) / jnp.where(keep, soft.total, one)
       t = scale * jnp.sum(soft.e * dxf, axis=axis, keepdims=True)
     if _scatters_target(x, axis, normalize):
       x_y_tangent = jnp.take_along_axis(dxf, _expand(index, axis), axis=axis, mode="promise_in_bounds")
