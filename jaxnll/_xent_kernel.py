@@ -45,6 +45,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_batching import custom_vmap
 from jax.custom_derivatives import SymbolicZero
 
 from jaxnll._log_softmax import log_of_shifted_sum
@@ -136,27 +137,103 @@ class Softmax(NamedTuple):
   shift: jax.Array
 
 
-def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array) -> Softmax:
+def _max_shift(x: jax.Array, axis: int, keep: jax.Array, ct) -> jax.Array:
+  """Each row's max in ``ct`` (size-1 class axis), a constant: 0 for an all ``-inf`` row (no
+  ``inf - inf``) and for rows not kept. A row holding ``+inf`` keeps ``m = +inf``: its ``inf - inf`` is
+  NaN, so its sum, loss and gradient are NaN, as they must be. The max runs on ``x`` itself, in its own
+  dtype (exact)."""
+  row_max = lax.stop_gradient(class_reduce(x, axis, jnp.maximum)).astype(ct)
+  m = jnp.where(keep & (row_max != -jnp.inf), row_max, jnp.zeros((), ct))
+  if _sliced(x.shape, axis):
+    m = lax.optimization_barrier(m)  # stored once, not recomputed inside each slice's pass
+  return m
+
+
+@custom_vmap
+def _any_not_finite(total: jax.Array) -> jax.Array:
+  """Whether some element of ``total`` is not finite: one flag, unbatched under ``vmap`` too.
+
+  Under ``vmap`` a per-example flag would turn the ``while_loop`` that reads it into a batched loop
+  (a select over every carried array); one flag for the whole batch keeps it a plain loop that runs
+  zero times (per-example gradients, benchmarks/bench_sweep.py row 14: 1.5x slower batched, measured).
+  When any example needs the fallback, every example takes it: the values are the same either way.
+  """
+  return ~jnp.all(jnp.isfinite(total))
+
+
+@_any_not_finite.def_vmap
+def _any_not_finite_vmap(axis_size, in_batched, total):
+  del axis_size, in_batched
+  return ~jnp.all(jnp.isfinite(total)), False
+
+
+def _shifted_exp(x, keep, shift, axis, ct, keep_e):
+  """``(e, total)`` for ``e = exp(x - shift)`` over kept rows (0 logits elsewhere); ``e`` is None when
+  not ``keep_e`` (then it is only summed, never stored)."""
+  e = jnp.exp(keep_rows(keep, x.astype(ct), axis) - shift)
+  return (e if keep_e else None), class_reduce(e, axis, jnp.add)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
+def _exp_against(x, keep, first, axis, keep_e):
+  """``(e, total, m)``: the shifted exponentials of :func:`_shifted_exp` against ``m = first`` (one
+  constant per row), or against every row's max (:func:`_max_shift`) when that left some total not
+  finite.
+
+  ``first`` is the target's logit: then ``e`` needs no pass for the max. It fails only where a logit
+  exceeds the target's by more than float32's exponent range (about 88) or a row holds a NaN or an
+  infinity; a ``while_loop`` that runs zero times in every other case then redoes the pass against the
+  max, so the values are exactly those of the max-shifted pass up to rounding. The custom JVP keeps the
+  loop out of every derivative: ``m`` is a constant, ``de = e dx``.
+  """
+  ct = first.dtype
+  e, total = _shifted_exp(x, keep, first, axis, ct, keep_e)
+
+  def against_max(state):
+    m = _max_shift(x, axis, keep, ct)
+    return (*_shifted_exp(x, keep, m, axis, ct, keep_e), m, jnp.zeros((), bool))
+
+  if not keep_e:  # a while_loop carries no None
+    total, m, _ = lax.while_loop(lambda s: s[-1], lambda s: against_max(s)[1:], (total, first, _any_not_finite(total)))
+    return None, total, m
+  e, total, m, _ = lax.while_loop(lambda s: s[-1], against_max, (e, total, first, _any_not_finite(total)))
+  return e, total, m
+
+
+@_exp_against.defjvp
+def _exp_against_jvp(axis, keep_e, primals, tangents):
+  x, keep, first = primals
+  e, total, m = _exp_against(x, keep, first, axis, keep_e)
+  ct = m.dtype
+  e_full = e if keep_e else jnp.exp(keep_rows(keep, x.astype(ct), axis) - m)
+  de = e_full * keep_rows(keep, tangents[0].astype(ct), axis)
+  return (e, total, m), (de if keep_e else None, jnp.sum(de, axis=axis, keepdims=True), jnp.zeros_like(m))
+
+
+def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array, first: jax.Array | None = None,
+                   keep_e: bool = True) -> Softmax:
   """:class:`Softmax` of ``x`` over ``axis``, in ``promote_types(x.dtype, float32)``;
-  ``m`` is a constant (it cancels exactly).
+  the shift ``m`` is a constant (it cancels exactly).
 
   Rows where ``keep`` (a size-1 class axis) is False are computed as all
   zeros, so whatever they hold cannot reach a value, gradient or tangent. The
-  max runs on ``x`` itself, in its own dtype (exact), and the mask and the
-  conversion happen per row and inside the ``exp`` pass, so no masked or
-  converted copy of the logits is ever stored.
+  mask and the conversion happen per row and inside the ``exp`` pass, so no
+  masked or converted copy of the logits is ever stored.
+
+  ``first``, when given, is one finite value per row to shift by instead of
+  the row's max (the target's logit, ``ct``): :func:`_exp_against` then skips
+  the pass for the max, falling back to it only when a total is not finite.
+  With ``keep_e`` False, ``e`` is not kept (None): a value without gradient
+  needs only its sum.
   """
   ct = compute_dtype(x.dtype)
-  zero = jnp.zeros((), ct)
-  row_max = lax.stop_gradient(class_reduce(x, axis, jnp.maximum)).astype(ct)
-  # One select per row: 0 for an all -inf row (no inf - inf) and for rows not kept. A row holding
-  # +inf keeps m = +inf: its inf - inf is NaN, so its sum, loss and gradient are NaN, as they must be.
-  m = jnp.where(keep & (row_max != -jnp.inf), row_max, zero)
-  if _sliced(x.shape, axis):
-    m = lax.optimization_barrier(m)  # stored once, not recomputed inside each slice's pass
+  if first is None:
+    m = _max_shift(x, axis, keep, ct)
+    e, total = _shifted_exp(x, keep, m, axis, ct, keep_e)
+  else:
+    e, total, m = _exp_against(x, keep, jnp.where(keep, lax.stop_gradient(first).astype(ct), jnp.zeros((), ct)),
+                               axis, keep_e)
   shifted = keep_rows(keep, x.astype(ct), axis) - m
-  e = jnp.exp(shifted)
-  total = class_reduce(e, axis, jnp.add)
   rel = log_of_shifted_sum(total, jnp.zeros_like(total))
   return Softmax(shifted, e, total, rel, rel + m, m)
 
@@ -295,7 +372,7 @@ class _ClassIndexForward(NamedTuple):
   is_target: jax.Array
 
 
-def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> _ClassIndexForward:
+def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize, keep_e=True) -> _ClassIndexForward:
   ct = compute_dtype(x.dtype)
   keep = _expand(counted, axis)
   xf = x.astype(ct)
@@ -303,14 +380,16 @@ def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize) -> 
   wf = _class_weights(w, num_classes, ct)
   idx = _expand(index, axis)
   is_target = lax.broadcasted_iota(jnp.int32, x.shape, axis) == idx
-  soft = softmax_pieces(x, axis, keep) if normalize else None
-  shifted = keep_rows(keep, xf, axis) if soft is None else soft.shifted
   # The target's logit is gathered from ``x`` itself and shifted per element
   # (the same value as ``shifted`` holds there): a gather from the shifted
   # array makes XLA:CPU compute or store that whole array once more
   # (benchmarks/bench_sweep.py row 5, [8, 21, 128, 128] axis=1: 1.75x optax before, 0.96x after).
-  m = jnp.zeros((), ct) if soft is None else soft.shift
   x_y = jnp.take_along_axis(x, idx, axis=axis).astype(ct)
+  # Shifted by the target's logit, the softmax needs no pass for the row max (the max is the fallback):
+  # forward and backward read the logits once less (benchmarks/bench_sweep.py rows 3 and 8).
+  soft = softmax_pieces(x, axis, keep, first=x_y, keep_e=keep_e) if normalize else None
+  shifted = keep_rows(keep, xf, axis) if soft is None else soft.shifted
+  m = jnp.zeros((), ct) if soft is None else soft.shift
   x_y_rel = jnp.where(keep, x_y - m, jnp.zeros((), ct))
   rel = jnp.zeros_like(x_y_rel) if soft is None else soft.rel
   lse = rel if soft is None else soft.lse
@@ -343,7 +422,7 @@ def _class_index_loss(x, w, index, counted, bad, axis, eps, z, normalize):
   Returns:
     ``[index.shape]`` losses in ``promote_types(x.dtype, float32)``.
   """
-  return _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize).loss
+  return _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize, keep_e=False).loss
 
 
 def _class_index_jvp(axis, eps, z, normalize, primals, tangents):

@@ -236,3 +236,61 @@ def test_bf16_and_f16_are_computed_in_float32():
     g = jax.grad(jaxnll.cross_entropy)(xl, jnp.asarray(y))
     assert g.dtype == dt
   assert np.isfinite(exact)
+
+
+# --------------------------------------------------------------------------
+# The softmax is shifted by the target's logit, and by the row max only when that overflows:
+# a logit more than float32's exp range (about 88) above the target's, or a NaN or an infinity.
+
+
+def _far_above_the_target(shape=(6, 5), axis=1):
+  """float32 logits (classes on ``axis``) where two rows hold a logit 95 and 120 above their target's."""
+  rng = np.random.default_rng(7)
+  x = rng.standard_normal(shape).astype(np.float32) * 2
+  y = rng.integers(0, shape[axis], (shape[0], *shape[axis + 1:]))
+  y.flat[-1] = -100
+  xm = np.moveaxis(x, axis, -1).reshape(-1, shape[axis])
+  for row, (cls, gap) in {1: (3, 120.0), 4: (0, 95.0)}.items():
+    target = y.flat[row]
+    xm[row, cls if cls != target else (cls + 1) % shape[axis]] = xm[row, target] + gap
+  return np.moveaxis(xm.reshape(*np.moveaxis(x, axis, -1).shape), -1, axis).copy(), y
+
+
+@pytest.mark.parametrize("opts", [
+    dict(reduction="none"), dict(reduction="mean", label_smoothing=0.1),
+    dict(reduction="sum", weight=np.linspace(0.5, 2.0, 5, dtype=np.float32), label_smoothing=0.3),
+], ids=["none", "mean-smoothing", "sum-weight-smoothing"])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 5, 2)], ids=["N,C", "N,C,d"])
+def test_a_logit_far_above_the_targets_falls_back_to_the_row_max(opts, shape):
+  x, y = _far_above_the_target(shape)
+  eps = opts.pop("label_smoothing", 0.0)
+  # torch in float64 on the same float32 inputs: the values are float32-exact, not just finite.
+  ref, ref_gx, _ = torch_loss_and_grad("cross_entropy", x.astype(np.float64), y, label_smoothing=eps,
+                                       **{k: (v.astype(np.float64) if k == "weight" else v) for k, v in opts.items()})
+  jopts = {k: (jnp.asarray(v) if k == "weight" else v) for k, v in opts.items()}
+  out, gx, _ = _jax_value_and_grad(jaxnll.cross_entropy, x, y, False, 1, jit=True, label_smoothing=eps, **jopts)
+  assert np.isfinite(out).all() and np.isfinite(gx).all()
+  np.testing.assert_allclose(out, ref, rtol=2e-6, atol=2e-6)
+  np.testing.assert_allclose(gx, ref_gx, rtol=2e-6, atol=1e-7)
+
+
+def test_the_fallback_under_vmap_and_forward_mode_is_torchs():
+  x, y = _far_above_the_target()
+  y = np.maximum(y, 0)
+  xt = torch.from_numpy(x.astype(np.float64))
+  yt = torch.from_numpy(y.astype(np.int64))
+  # Per-example gradients where two examples overflow: one flag decides for the whole batch.
+  per_example = jax.jit(jax.vmap(jax.grad(lambda a, b: jaxnll.cross_entropy(a, b))))(jnp.asarray(x), jnp.asarray(y))
+  ref = torch.func.vmap(torch.func.grad(lambda a, b: torch.nn.functional.cross_entropy(a, b)))(xt, yt)
+  np.testing.assert_allclose(per_example, ref.numpy(), rtol=2e-6, atol=1e-7)
+  # Forward mode and both orders of the Hessian at the overflowing rows.
+  rows = jnp.asarray(x[[0, 1, 4]]), jnp.asarray(y[[0, 1, 4]])
+  tangent = np.random.default_rng(3).standard_normal(x[[0, 1, 4]].shape).astype(np.float32)
+  loss = lambda a: jaxnll.cross_entropy(a, rows[1], label_smoothing=0.2)
+  tloss = lambda a: torch.nn.functional.cross_entropy(a, yt[[0, 1, 4]], label_smoothing=0.2)
+  _, jvp = jax.jit(lambda a, t: jax.jvp(loss, (a,), (t,)))(rows[0], jnp.asarray(tangent))
+  _, ref_jvp = torch.func.jvp(tloss, (xt[[0, 1, 4]],), (torch.from_numpy(tangent.astype(np.float64)),))
+  np.testing.assert_allclose(jvp, ref_jvp.item(), rtol=2e-6, atol=1e-6)
+  ref_h = torch.func.hessian(tloss)(xt[[0, 1, 4]]).numpy()
+  for hessian in (jax.hessian(loss), jax.jacrev(jax.jacfwd(loss))):
+    np.testing.assert_allclose(jax.jit(hessian)(rows[0]), ref_h, rtol=1e-5, atol=1e-7)

@@ -245,16 +245,46 @@ def _compiled_hlo(fn, *args):
   return jax.jit(fn).lower(*args).compile().as_text()
 
 
+def comps_text(hlo: str, name: str) -> str:
+  """The text of computation ``name`` in ``hlo``."""
+  return next(b for b in re.split(r"\n\s*\n", hlo) if re.match(r"(?:ENTRY )?%" + re.escape(name) + " ", b))
+
+
+def _outside_while_bodies(hlo: str) -> str:
+  """The compiled program's text without its ``while`` loops' bodies (and what they call)."""
+  comps = {}
+  for block in re.split(r"\n\s*\n", hlo):
+    head = re.match(r"(?:ENTRY )?%(\S+) ", block)
+    if head:
+      comps[head.group(1)] = block
+  called = lambda text: set(re.findall(r"(?:calls|to_apply|body|condition)=%([\w.-]+)", text)) | {
+      n for group in re.findall(r"branch_computations=\{([^}]*)\}", text) for n in re.findall(r"%([\w.-]+)", group)}
+  todo = {b for text in comps.values() for b in re.findall(r"body=%([\w.-]+)", text)}
+  bodies = set()
+  while todo:
+    name = todo.pop()
+    if name not in bodies:
+      bodies.add(name)
+      todo |= called(comps.get(name, ""))
+  return "\n\n".join(text for name, text in comps.items() if name not in bodies)
+
+
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 def test_value_and_grad_evaluates_exp_once_per_logit(eps):
   # The reverse pass is JAX's transpose of the tangent rule: it must reuse the
-  # forward's exp(x - max), so the compiled program has exactly one
-  # exponential over the [N, C] logits (on CPU exp is the dominant cost).
+  # forward's exp(x - shift), so the compiled program has exactly one
+  # exponential over the [N, C] logits (on CPU exp is the dominant cost), and
+  # no max over them: the shift is the target's logit. The pass against the
+  # row max is the body of a loop that runs only when a sum is not finite.
   x = jnp.zeros((64, 1000), jnp.float32)
   y = jnp.zeros((64,), jnp.int32)
   hlo = _compiled_hlo(jax.value_and_grad(lambda a: jaxnll.cross_entropy(a, y, label_smoothing=eps)), x)
-  big_exps = re.findall(r"f32\[64,1000\]\{[^}]*\} exponential\(", hlo)
-  assert len(big_exps) == 1, hlo
+  main = _outside_while_bodies(hlo)
+  big = r"f32\[64,1000\]\{[^}]*\} "
+  assert len(re.findall(big + "exponential\\(", main)) == 1, hlo
+  assert len(re.findall(big + "exponential\\(", hlo)) == 2, hlo  # the fallback's, in the loop body
+  reducers = set(re.findall(r"= f32\[64\]\{0\} reduce\(.*to_apply=%([\w.-]+)", main))  # over the classes
+  assert reducers and not [r for r in reducers if " maximum(" in comps_text(main, r)], hlo
 
 
 # --------------------------------------------------------------------------
