@@ -222,7 +222,8 @@ def cross_entropy(
   from the closed form ``softmax - target distribution`` scaled by the
   weights: forward mode (``jvp``, ``jacfwd``, ``hessian``) works, and reverse
   mode is JAX's transpose of the same rule, one pass over the logits that
-  reuses the forward's ``exp(x - max)``. Ignored and masked elements get
+  reuses the forward's ``exp(x - m)``, ``m`` the target's logit for class
+  indices (the row max where that would overflow). Ignored and masked elements get
   exactly zero gradient, ``-inf`` logits included.
 
   Args:

@@ -10,7 +10,7 @@ Two kernels, one per kind of target, both ``jax.custom_jvp``:
   ``l = Σ_c w_c t'_c (lse - x_c) + z lse²`` with ``t' = (1-ε) t + ε/C``.
 
 Why a custom JVP: its tangent rule is written *linear in the tangents*, with
-coefficients computed from ``e = exp(x - max)``, so forward mode (``jvp``,
+coefficients computed from ``e = exp(x - m)``, so forward mode (``jvp``,
 ``jacfwd``, ``hessian`` in either order) works, and reverse mode is JAX's
 transpose of the same rule: one elementwise pass
 ``(coef / Σe) · e - target mass`` over the logits, reusing the forward's ``e``
@@ -18,9 +18,13 @@ transpose of the same rule: one elementwise pass
 
 Numerics, decided here for every front door:
 
-* Terms are taken relative to the row max ``m``: ``lse - x_c`` is computed as
-  ``log Σe - (x_c - m)``, so the error does not grow with the logits' offset
-  (label smoothing included).
+* Terms are taken relative to a per-row shift ``m``: ``lse - x_c`` is computed
+  as ``log Σe - (x_c - m)``, so the error does not grow with the logits' offset
+  (label smoothing included). For class-index targets ``m`` is the target's
+  logit, which needs no pass over the logits (the max would), and the target's
+  own term is exact; where that overflows (a logit more than about 88 above the
+  target's) or a row holds a NaN or an infinity, every row is done again
+  against its max (:func:`_exp_against`). Probability targets use the max.
 * Elements that are not counted (ignored or masked) have their logits (and
   probability targets) replaced by 0 before anything else: their loss is 0
   and their value, gradient and tangent rows are exactly 0 whatever they held
@@ -122,7 +126,7 @@ def _is_zero(t: object) -> bool:
 
 
 class Softmax(NamedTuple):
-  """A row's softmax pieces, all relative to its max ``m`` (kept with a size-1 class axis).
+  """A row's softmax pieces, all relative to its shift ``m`` (kept with a size-1 class axis).
 
   ``x - m`` (the shifted logits), ``e = exp(x - m)``, ``total = Σ e``,
   ``rel = log Σ e`` (``-inf`` for an empty row, NaN for a NaN row),
