@@ -20,8 +20,9 @@ Numerics, decided here for every front door:
 
 * Terms are taken relative to a per-row shift ``m``: ``lse - x_c`` is computed
   as ``log Σe - (x_c - m)``, so the error does not grow with the logits' offset
-  (label smoothing included). For class-index targets ``m`` is the target's
-  logit, which needs no pass over the logits (the max would), and the target's
+  (label smoothing included). For class-index targets (rows of 64 classes or
+  more) ``m`` is the target's logit, which needs no pass over the logits (the
+  max would), and the target's
   own term is exact; where that overflows (a logit more than about 88 above the
   target's) or a row holds a NaN or an infinity, every row is done again
   against its max (:func:`_exp_against`). Probability targets use the max.
@@ -390,8 +391,11 @@ def _class_index_forward(x, w, index, counted, bad, axis, eps, z, normalize, kee
   # (benchmarks/bench_sweep.py row 5, [8, 21, 128, 128] axis=1: 1.75x optax before, 0.96x after).
   x_y = jnp.take_along_axis(x, idx, axis=axis).astype(ct)
   # Shifted by the target's logit, the softmax needs no pass for the row max (the max is the fallback):
-  # forward and backward read the logits once less (benchmarks/bench_sweep.py rows 3 and 8).
-  soft = softmax_pieces(x, axis, keep, first=x_y, keep_e=keep_e) if normalize else None
+  # forward and backward read the logits once less. Rows shorter than _SHORT_ROW keep the max, which
+  # costs them less than the fallback's test of every row's sum (benchmarks/bench_sweep.py, quiet runs
+  # side by side: row 1, [65536, 10], 0.85-0.89x optax with the max, 1.15-1.19x with the target's logit).
+  first = x_y if not (isinstance(num_classes, int) and num_classes < _SHORT_ROW) else None
+  soft = softmax_pieces(x, axis, keep, first=first, keep_e=keep_e) if normalize else None
   shifted = keep_rows(keep, xf, axis) if soft is None else soft.shifted
   m = jnp.zeros((), ct) if soft is None else soft.shift
   x_y_rel = jnp.where(keep, x_y - m, jnp.zeros((), ct))

@@ -239,11 +239,12 @@ def test_bf16_and_f16_are_computed_in_float32():
 
 
 # --------------------------------------------------------------------------
-# The softmax is shifted by the target's logit, and by the row max only when that overflows:
-# a logit more than float32's exp range (about 88) above the target's, or a NaN or an infinity.
+# The softmax of rows of 64 classes or more is shifted by the target's logit, and by the row max
+# only when that overflows: a logit more than float32's exp range (about 88) above the target's,
+# or a NaN or an infinity.
 
 
-def _far_above_the_target(shape=(6, 5), axis=1):
+def _far_above_the_target(shape=(6, 70), axis=1):
   """float32 logits (classes on ``axis``) where two rows hold a logit 95 and 120 above their target's."""
   rng = np.random.default_rng(7)
   x = rng.standard_normal(shape).astype(np.float32) * 2
@@ -258,9 +259,9 @@ def _far_above_the_target(shape=(6, 5), axis=1):
 
 @pytest.mark.parametrize("opts", [
     dict(reduction="none"), dict(reduction="mean", label_smoothing=0.1),
-    dict(reduction="sum", weight=np.linspace(0.5, 2.0, 5, dtype=np.float32), label_smoothing=0.3),
+    dict(reduction="sum", weight=np.linspace(0.5, 2.0, 70, dtype=np.float32), label_smoothing=0.3),
 ], ids=["none", "mean-smoothing", "sum-weight-smoothing"])
-@pytest.mark.parametrize("shape", [(6, 5), (3, 5, 2)], ids=["N,C", "N,C,d"])
+@pytest.mark.parametrize("shape", [(6, 70), (3, 70, 2)], ids=["N,C", "N,C,d"])
 def test_a_logit_far_above_the_targets_falls_back_to_the_row_max(opts, shape):
   x, y = _far_above_the_target(shape)
   eps = opts.pop("label_smoothing", 0.0)
