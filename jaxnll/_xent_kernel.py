@@ -22,10 +22,10 @@ Numerics, decided here for every front door:
   as ``log Σe - (x_c - m)``, so the error does not grow with the logits' offset
   (label smoothing included). For class-index targets (rows of 64 classes or
   more) ``m`` is the target's logit, which needs no pass over the logits (the
-  max would), and the target's
-  own term is exact; where that overflows (a logit more than about 88 above the
-  target's) or a row holds a NaN or an infinity, every row is done again
-  against its max (:func:`_exp_against`). Probability targets use the max.
+  max would), and the target's own term is exact; where that overflows (a
+  logit more than about 88 above the target's) or a row holds a NaN or an
+  infinity, every row is done again against its max (:func:`_exp_against`).
+  Shorter rows and probability targets use the max.
 * Elements that are not counted (ignored or masked) have their logits (and
   probability targets) replaced by 0 before anything else: their loss is 0
   and their value, gradient and tangent rows are exactly 0 whatever they held
