@@ -23,7 +23,7 @@ Numerics, decided here for every front door:
   (label smoothing included). For class-index targets (rows of 64 classes or
   more) ``m`` is the target's logit, which needs no pass over the logits (the
   max would), and the target's own term is exact; where that overflows (a
-  logit more than about 88 above the target's) or a row holds a NaN or an
+  logit more than about 44 above the target's) or a row holds a NaN or an
   infinity, every row is done again against its max (:func:`_exp_against`).
   Shorter rows and probability targets use the max.
 * Elements that are not counted (ignored or masked) have their logits (and
@@ -154,22 +154,27 @@ def _max_shift(x: jax.Array, axis: int, keep: jax.Array, ct) -> jax.Array:
   return m
 
 
+# Largest row sum taken against the target's logit: above it, a row's scale 1 / total times a small cotangent
+# could fall below float32's normal range and be flushed to 0 (a sum of 2.7e38 zeroed a gradient of 1e-3).
+_SAFE_TOTAL = 2.0**64
+
+
 @custom_vmap
 def _any_not_finite(total: jax.Array) -> jax.Array:
-  """Whether some element of ``total`` is not finite: one flag, unbatched under ``vmap`` too.
+  """Whether some element of ``total`` is NaN or above ``_SAFE_TOTAL``: one flag, unbatched under ``vmap`` too.
 
   Under ``vmap`` a per-example flag would turn the ``while_loop`` that reads it into a batched loop
   (a select over every carried array); one flag for the whole batch keeps it a plain loop that runs
   zero times (per-example gradients, benchmarks/bench_sweep.py row 14: 1.5x slower batched, measured).
   When any example needs the fallback, every example takes it: the values are the same either way.
   """
-  return ~jnp.all(jnp.isfinite(total))
+  return ~jnp.all(total <= _SAFE_TOTAL)
 
 
 @_any_not_finite.def_vmap
 def _any_not_finite_vmap(axis_size, in_batched, total):
   del axis_size, in_batched
-  return ~jnp.all(jnp.isfinite(total)), False
+  return ~jnp.all(total <= _SAFE_TOTAL), False
 
 
 def _shifted_exp(x, keep, shift, axis, ct, keep_e):
@@ -185,8 +190,8 @@ def _exp_against(x, keep, first, axis, keep_e):
   constant per row), or against every row's max (:func:`_max_shift`) when that left some total not
   finite.
 
-  ``first`` is the target's logit: then ``e`` needs no pass for the max. It fails only where a logit
-  exceeds the target's by more than float32's exponent range (about 88) or a row holds a NaN or an
+  ``first`` is the target's logit: then ``e`` needs no pass for the max. It fails only where a row's
+  total exceeds ``_SAFE_TOTAL`` (a logit about 44 above the target's) or a row holds a NaN or an
   infinity; a ``while_loop`` that runs zero times in every other case then redoes the pass against the
   max, so the values are exactly those of the max-shifted pass up to rounding. The custom JVP keeps the
   loop out of every derivative: ``m`` is a constant, ``de = e dx``.

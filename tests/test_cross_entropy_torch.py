@@ -240,7 +240,7 @@ def test_bf16_and_f16_are_computed_in_float32():
 
 # --------------------------------------------------------------------------
 # The softmax of rows of 64 classes or more is shifted by the target's logit, and by the row max
-# only when that overflows: a logit more than float32's exp range (about 88) above the target's,
+# only when that overflows: a logit more than float32's exp range (a row sum above 2^64, about 44) above the target's,
 # or a NaN or an infinity.
 
 
@@ -295,3 +295,15 @@ def test_the_fallback_under_vmap_and_forward_mode_is_torchs():
   ref_h = torch.func.hessian(tloss)(xt[[0, 1, 4]]).numpy()
   for hessian in (jax.hessian(loss), jax.jacrev(jax.jacfwd(loss))):
     np.testing.assert_allclose(jax.jit(hessian)(rows[0]), ref_h, rtol=1e-5, atol=1e-7)
+
+
+def test_a_row_sum_just_below_overflow_keeps_small_gradients():
+  # exp(88.5) is finite, but 1 / that sum times a mean's 1/1000 is below float32's normal range: the row
+  # must take the max, or its gradient is flushed to 0 (torch: 1e-3 at the large logit).
+  x = np.zeros((1000, 100), np.float32)
+  x[:, 5] = 88.5
+  y = np.zeros(1000, np.int64)
+  ref, ref_gx, _ = torch_loss_and_grad("cross_entropy", x.astype(np.float64), y, reduction="mean")
+  out, gx, _ = _jax_value_and_grad(jaxnll.cross_entropy, x, y, False, 1, jit=True, reduction="mean")
+  np.testing.assert_allclose(out, ref, rtol=2e-6)
+  np.testing.assert_allclose(gx, ref_gx, rtol=2e-5, atol=1e-9)
