@@ -22,9 +22,9 @@ Numerics, decided here for every front door:
   as ``log Σe - (x_c - m)``, so the error does not grow with the logits' offset
   (label smoothing included). For class-index targets (rows of 64 classes or
   more) ``m`` is the target's logit, which needs no pass over the logits (the
-  max would), and the target's own term is exact; where that overflows (a
-  logit more than about 44 above the target's) or a row holds a NaN or an
-  infinity, every row is done again against its max (:func:`_exp_against`).
+  max would), and the target's own term is exact; where a row's sum then
+  exceeds 2^64 (a logit more than about 44 above the target's) or a row holds
+  a NaN or an infinity, every row is done again against its max (:func:`_exp_against`).
   Shorter rows and probability targets use the max.
 * Elements that are not counted (ignored or masked) have their logits (and
   probability targets) replaced by 0 before anything else: their loss is 0
@@ -159,8 +159,12 @@ def _max_shift(x: jax.Array, axis: int, keep: jax.Array, ct) -> jax.Array:
 _SAFE_TOTAL = 2.0**64
 
 
+def _unsafe(total: jax.Array) -> jax.Array:
+  return ~jnp.all(total <= _SAFE_TOTAL)  # NaN compares False
+
+
 @custom_vmap
-def _any_not_finite(total: jax.Array) -> jax.Array:
+def _needs_the_max(total: jax.Array) -> jax.Array:
   """Whether some element of ``total`` is NaN or above ``_SAFE_TOTAL``: one flag, unbatched under ``vmap`` too.
 
   Under ``vmap`` a per-example flag would turn the ``while_loop`` that reads it into a batched loop
@@ -168,13 +172,13 @@ def _any_not_finite(total: jax.Array) -> jax.Array:
   zero times (per-example gradients, benchmarks/bench_sweep.py row 14: 1.5x slower batched, measured).
   When any example needs the fallback, every example takes it: the values are the same either way.
   """
-  return ~jnp.all(total <= _SAFE_TOTAL)
+  return _unsafe(total)
 
 
-@_any_not_finite.def_vmap
-def _any_not_finite_vmap(axis_size, in_batched, total):
+@_needs_the_max.def_vmap
+def _needs_the_max_vmap(axis_size, in_batched, total):
   del axis_size, in_batched
-  return ~jnp.all(total <= _SAFE_TOTAL), False
+  return _unsafe(total), False
 
 
 def _shifted_exp(x, keep, shift, axis, ct, keep_e):
@@ -187,8 +191,8 @@ def _shifted_exp(x, keep, shift, axis, ct, keep_e):
 @functools.partial(jax.custom_jvp, nondiff_argnums=(3, 4))
 def _exp_against(x, keep, first, axis, keep_e):
   """``(e, total, m)``: the shifted exponentials of :func:`_shifted_exp` against ``m = first`` (one
-  constant per row), or against every row's max (:func:`_max_shift`) when that left some total not
-  finite.
+  constant per row), or against every row's max (:func:`_max_shift`) when some total is NaN or above
+  ``_SAFE_TOTAL``.
 
   ``first`` is the target's logit: then ``e`` needs no pass for the max. It fails only where a row's
   total exceeds ``_SAFE_TOTAL`` (a logit about 44 above the target's) or a row holds a NaN or an
@@ -199,14 +203,11 @@ def _exp_against(x, keep, first, axis, keep_e):
   ct = first.dtype
   e, total = _shifted_exp(x, keep, first, axis, ct, keep_e)
 
-  def against_max(state):
+  def against_max(_):
     m = _max_shift(x, axis, keep, ct)
     return (*_shifted_exp(x, keep, m, axis, ct, keep_e), m, jnp.zeros((), bool))
 
-  if not keep_e:  # a while_loop carries no None
-    total, m, _ = lax.while_loop(lambda s: s[-1], lambda s: against_max(s)[1:], (total, first, _any_not_finite(total)))
-    return None, total, m
-  e, total, m, _ = lax.while_loop(lambda s: s[-1], against_max, (e, total, first, _any_not_finite(total)))
+  e, total, m, _ = lax.while_loop(lambda s: s[-1], against_max, (e, total, first, _needs_the_max(total)))
   return e, total, m
 
 
@@ -230,9 +231,9 @@ def softmax_pieces(x: jax.Array, axis: int, keep: jax.Array, first: jax.Array | 
   mask and the conversion happen per row and inside the ``exp`` pass, so no
   masked or converted copy of the logits is ever stored.
 
-  ``first``, when given, is one finite value per row to shift by instead of
-  the row's max (the target's logit, ``ct``): :func:`_exp_against` then skips
-  the pass for the max, falling back to it only when a total is not finite.
+  ``first``, when given, is one value per row to shift by instead of the
+  row's max (the target's logit, ``ct``): :func:`_exp_against` then skips
+  the pass for the max, falling back to it only when a total is NaN or too large.
   With ``keep_e`` False, ``e`` is not kept (None): a value without gradient
   needs only its sum.
   """
